@@ -1,0 +1,16 @@
+"""W2 switch: one task yields to the loop M times."""
+import sys
+
+import trio
+
+
+async def main(m):
+    count = 0
+    for _ in range(m):
+        await trio.sleep(0)
+        count += 1
+    print(f"count {count}")
+
+
+if __name__ == "__main__":
+    trio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)

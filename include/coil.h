@@ -1,0 +1,143 @@
+/*
+ * coil — an embeddable host for asynchronous Lua 5.4 scripts on libuv.
+ *
+ * Every public symbol starts with coil_ / COIL_. Functions return 0 or a
+ * negative COIL_E* code (coil_strerror names it). When a call fails, the
+ * callback it was given is never called.
+ *
+ * Threading: every function must be called on the thread that runs the
+ * runtime's loop, except coil_shutdown(), which is safe from any thread and
+ * from a signal handler.
+ */
+#ifndef COIL_H
+#define COIL_H
+
+#include <stddef.h>
+#include <uv.h>
+#include <lua.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define COIL_EXTERN __attribute__((visibility("default")))
+#else
+#define COIL_EXTERN
+#endif
+
+#define COIL_VERSION_MAJOR 0
+#define COIL_VERSION_MINOR 1
+#define COIL_VERSION_PATCH 0
+#define COIL_VERSION_STRING "0.1.0"
+
+/* X-macro: code, name, message. Generates the COIL_E* codes and coil_strerror. */
+#define COIL_ERRNO_MAP(XX)                                                    \
+  XX(EINVAL, "invalid argument")                                              \
+  XX(ENOMEM, "out of memory (or the runtime's memory_limit was hit)")         \
+  XX(ELOAD, "the code could not be loaded (missing file or syntax error)")    \
+  XX(ESTATE, "the runtime is shutting down or closed")                        \
+  XX(EBUSY, "another runtime already handles the process's signals")          \
+  XX(ELOOP, "the libuv loop could not be set up")                             \
+  XX(ELUA, "a Lua error")
+
+typedef enum {
+  COIL_OK = 0,
+#define XX(code, msg) COIL_##code,
+  COIL__ERRNO_FIRST = -100,
+  COIL_ERRNO_MAP(XX)
+#undef XX
+  COIL__ERRNO_END
+} coil_errno;
+
+typedef struct coil_runtime coil_runtime;
+
+/* Called once when a runtime has finished shutting down: every task done,
+ * every handle of the runtime closed. status is the exit status (§2). */
+typedef void (*coil_closed_cb)(coil_runtime *rt, int status, void *ud);
+
+/* Called when a task started by coil_spawn_call ends. On success status is 0
+ * and the task's results are on top of the Lua stack (nresults of them);
+ * on failure status is COIL_ELUA and the error object is on top (nresults 1).
+ * The callback must leave the stack as it found it. */
+typedef void (*coil_done_cb)(coil_runtime *rt, int status, int nresults,
+                             void *ud);
+
+typedef struct coil_config {
+  uv_loop_t *loop;          /* NULL: the runtime creates and owns a loop */
+  double grace;             /* seconds cleanup gets on shutdown (default 5) */
+  int signals;              /* 1: handle SIGINT/SIGTERM/SIGHUP/SIGUSR1 (§3) */
+  int quiet;                /* 1: no shutdown announcements on stderr */
+  size_t memory_limit;      /* bytes the Lua state may use; 0 = no limit */
+  coil_closed_cb on_closed; /* see above; may be NULL */
+  void *ud;                 /* passed to on_closed */
+} coil_config;
+
+/* Fills cfg with the defaults. */
+COIL_EXTERN void coil_config_init(coil_config *cfg);
+
+/* Creates a runtime: a Lua state with coil and luv loaded, bound to cfg->loop
+ * (or a loop of its own). On failure *rt is NULL. */
+COIL_EXTERN int coil_new(coil_runtime **rt, const coil_config *cfg);
+
+/* The runtime's Lua state (the main thread). */
+COIL_EXTERN lua_State *coil_lua(coil_runtime *rt);
+
+/* The runtime's loop. */
+COIL_EXTERN uv_loop_t *coil_loop(coil_runtime *rt);
+
+/* Loads a script and spawns it as a task with argv as `...` and, for the
+ * runtime's main task, as the global `arg` (argv[0] is the script name).
+ * path NULL or "-" reads standard input. The first task spawned through
+ * coil_spawn_file/coil_spawn_string is the runtime's main task: its result
+ * decides the exit status (§2). On COIL_ELOAD, coil_last_error() says why. */
+COIL_EXTERN int coil_spawn_file(coil_runtime *rt, const char *path, int argc,
+                                char **argv);
+
+/* Loads chunk (named name in messages) and spawns it as a task. */
+COIL_EXTERN int coil_spawn_string(coil_runtime *rt, const char *chunk,
+                                  const char *name);
+
+/* Pops a function and nargs arguments from the Lua stack and spawns them as a
+ * task; done_cb (may be NULL) gets its outcome. */
+COIL_EXTERN int coil_spawn_call(coil_runtime *rt, int nargs,
+                                coil_done_cb done_cb, void *ud);
+
+/* Like coil_spawn_call, and the task becomes the runtime's main task (the CLI
+ * uses it to run -e chunks, -l modules and the script in one task). */
+COIL_EXTERN int coil_spawn_main(coil_runtime *rt, int nargs);
+
+/* Own-loop mode: runs the loop until every task is done and every handle is
+ * closed, then tears down. Returns the exit status (§2). After a signal
+ * shutdown coil_exit_signal() names the signal the process should die by. */
+COIL_EXTERN int coil_run(coil_runtime *rt);
+
+/* Starts the §3 shutdown with the given exit status. Idempotent; safe from
+ * any thread and from a signal handler; the loop does the work. */
+COIL_EXTERN int coil_shutdown(coil_runtime *rt, int status);
+
+/* The signal that ended the run (0 if none). */
+COIL_EXTERN int coil_exit_signal(coil_runtime *rt);
+
+/* The message of the last failed call on rt (a load error, say), or "". */
+COIL_EXTERN const char *coil_last_error(coil_runtime *rt);
+
+/* Frees the runtime. Own-loop mode: after coil_run returned. Host loop:
+ * after on_closed fired, or before any task was spawned. */
+COIL_EXTERN void coil_free(coil_runtime *rt);
+
+/* Names an error code. */
+COIL_EXTERN const char *coil_strerror(int code);
+
+/* Ends the process by signo the Unix way: default action restored, signal
+ * unblocked and raised; if still alive (PID 1), _exit(128 + signo).
+ * Flushes stdio first. Never returns. */
+COIL_EXTERN void coil_die_by_signal(int signo);
+
+/* "coil 0.1.0, Lua 5.4.4, libuv 1.44.2, luv 1.44.2" */
+COIL_EXTERN const char *coil_version_string(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COIL_H */

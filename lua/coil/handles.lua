@@ -1,0 +1,65 @@
+--- Keeps account of every libuv handle the script opens through luv, so the
+-- shutdown can close the ones it forgot (SPEC §3 step 6) and `uv.walk` never
+-- meets coil's own handles (which are not luv's and would crash it).
+local core = require "coil"
+local uv = require "luv"
+
+local pcall, pairs, setmetatable = pcall, pairs, setmetatable
+
+local handles = setmetatable({}, { __mode = "k" })
+
+local function tracked(constructor)
+  return function(...)
+    local handle, a, b = constructor(...)
+    if handle then handles[handle] = true end
+    return handle, a, b
+  end
+end
+
+for name, fn in pairs(uv) do
+  if type(fn) == "function" and name:match "^new_" and name ~= "new_thread"
+      and name ~= "new_work" then
+    uv[name] = tracked(fn)
+  end
+end
+uv.spawn = tracked(uv.spawn)
+
+local function is_open(handle)
+  local ok, closing = pcall(handle.is_closing, handle)
+  return ok and not closing
+end
+
+--- uv.walk over the handles the script opened (luv's own walk would also
+-- meet coil's internal handles).
+function uv.walk(callback)
+  local list = {}
+  for handle in pairs(handles) do
+    if is_open(handle) then list[#list + 1] = handle end
+  end
+  for i = 1, #list do callback(list[i]) end
+end
+
+--- Closes every handle still open; called by the shutdown (step 6) and at
+-- the natural end of the run.
+function core._hooks.close_handles()
+  for handle in pairs(handles) do
+    if is_open(handle) then
+      if handle.kill and handle.get_pid then
+        -- a child process: never leave an orphan behind
+        pcall(handle.kill, handle, "sigkill")
+      end
+      pcall(handle.close, handle)
+    end
+  end
+end
+
+--- Open handles, for the test helpers: a list of {handle, type name}.
+function core._open_handles()
+  local list = {}
+  for handle in pairs(handles) do
+    if is_open(handle) then list[#list + 1] = handle end
+  end
+  return list
+end
+
+return handles

@@ -1,0 +1,239 @@
+/* Internal declarations shared by the files of libcoil. */
+#ifndef COIL_INTERNAL_H
+#define COIL_INTERNAL_H
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <uv.h>
+
+#include "coil.h"
+
+#define COIL_INTERNAL __attribute__((visibility("hidden")))
+
+typedef struct coil_task coil_task;
+
+/* Where a task is in its life. */
+enum {
+  TASK_READY,     /* in the ready queue */
+  TASK_RUNNING,   /* its coroutine is executing */
+  TASK_SUSPENDED, /* parked at an await point */
+  TASK_DONE
+};
+
+/* How a finished task ended. */
+enum { OUTCOME_NONE, OUTCOME_OK, OUTCOME_FAILED, OUTCOME_CANCELLED };
+
+/* What a suspended task waits for: decides how cancellation detaches it. */
+enum {
+  WAIT_NONE,
+  WAIT_SLEEP,  /* in the timer heap */
+  WAIT_TASK,   /* in another task's waiter list */
+  WAIT_SHIELD, /* same, without owning it */
+  WAIT_PARKED  /* a Lua-level wait (event, queue...): Lua code detaches */
+};
+
+/* Task flags. */
+#define TF_THROW 0x0001         /* the value pushed for resume is an error */
+#define TF_CANCEL_PENDING 0x0002 /* a Cancelled waits for delivery */
+#define TF_CANCEL_DEFERRED 0x0004 /* raise it once the awaited task is done */
+#define TF_CANCELLED_ONCE 0x0008 /* a Cancelled was delivered at least once */
+#define TF_FORCED 0x0010        /* closed by force: awaits fail at once */
+#define TF_MAIN 0x0020          /* the runtime's main task */
+#define TF_ERR_SEEN 0x0040      /* someone looked at its error */
+#define TF_INTERNAL 0x0080      /* coil's own (shutdown driver) */
+#define TF_HOOK_CANCELLED 0x0100 /* interrupted by the busy-task hook */
+#define TF_SHUTDOWN_CANCELLED 0x0200 /* step 3 already reached it */
+#define TF_HAS_DONE_CB 0x0400   /* a coil_spawn_call done_cb waits for it */
+
+struct coil_task {
+  coil_runtime *rt;
+  lua_State *co;          /* its coroutine; NULL once done */
+  coil_task *next_ready;  /* ready-queue link */
+  coil_task *awaited;     /* WAIT_TASK/WAIT_SHIELD: the task waited for */
+  coil_task *waiters;     /* first task waiting for this one */
+  coil_task *wnext, *wprev; /* links in awaited->waiters */
+  uint64_t deadline;      /* WAIT_SLEEP: loop time in ms */
+  uint64_t seq;           /* WAIT_SLEEP: FIFO order among equal deadlines */
+  uint64_t id;
+  uint64_t started;       /* loop time at spawn, ms */
+  uint32_t heap_index;
+  int anchor;             /* slot in the live-task table */
+  int nargs;              /* values pushed for the next resume */
+  int nresults;           /* DONE: how many results it returned */
+  uint16_t flags;
+  uint8_t state, outcome, wait;
+};
+
+/* Phases of the §3 sequence. */
+enum {
+  PHASE_RUN,      /* no shutdown requested */
+  PHASE_DRAIN,    /* step 2: on_shutdown hooks */
+  PHASE_CANCEL,   /* steps 3-4: every task cancelled, cleanup runs */
+  PHASE_CLOSING,  /* step 6: handles closing */
+  PHASE_CLOSED    /* on_closed called / coil_run returning */
+};
+
+typedef struct {
+  coil_task **items;
+  uint32_t len, cap;
+} coil_heap;
+
+struct coil_runtime {
+  lua_State *L;
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  int owns_loop;
+  int owns_state;     /* 0 when coil is a module inside someone's state */
+
+  /* scheduler */
+  uv_idle_t idle;     /* active while tasks are ready: poll must not block */
+  uv_check_t check;   /* runs the ready tasks after each poll */
+  uv_timer_t timer;   /* armed for the earliest sleeper */
+  uv_async_t async;   /* wakes the loop for coil_shutdown and signals */
+  coil_heap sleepers;
+  uint64_t sleep_seq;
+  uint64_t timer_due; /* deadline the timer is armed for; 0 = idle */
+  coil_task *ready_head, *ready_tail;
+  coil_task *current;
+  coil_task *main_task;
+  uint64_t next_id;
+  size_t live;        /* tasks not done */
+  int anchors_ref;    /* registry: table slot -> live task userdata */
+  int handles_ref;    /* registry: weak set of luv handles */
+  int entry_ref;      /* registry: the coroutine main function */
+
+  /* shutdown */
+  int phase;
+  int exit_set;       /* the first request's status is kept */
+  int exit_status;
+  int exit_signal;
+  int quiet;
+  double grace;
+  int grace_started;
+  uv_timer_t grace_timer;
+  int forced;
+  int handles_closing;
+  int cancel_ref;     /* registry: the Cancelled every task gets in step 3 */
+  atomic_int shutdown_requested; /* from other threads / signal handlers */
+  atomic_int shutdown_request_status;
+  atomic_int wake_ok;
+
+  /* signals (signal.c) */
+  int signals;
+  atomic_int sig_count;     /* interrupts received */
+  atomic_int sig_first;     /* first interrupting signal */
+  atomic_int sig_pending[32];
+  atomic_int sig_handled;   /* interrupts the loop has acted on */
+  atomic_int sig_override[32]; /* on_signal took these over */
+  lua_State *_Atomic running_L; /* Lua code now running, for the busy hook */
+  uint64_t hook_t0;
+  atomic_int hook_armed;
+  uv_signal_t usr1;
+  int usr1_started;
+  int signal_watchers_ref; /* registry: table of on_signal handlers */
+
+  /* memory */
+  size_t mem_used, mem_limit;
+  int mem_exceeded;
+
+  coil_closed_cb on_closed;
+  void *ud;
+  char last_error[512];
+  int closed_notified;
+  int closing_count;   /* coil's own handles still closing */
+  int async_reffed;    /* waiting for a signal keeps the loop alive */
+  int free_pending;    /* coil_free came before the closes finished */
+  uint64_t shutdown_started; /* loop time of the request, ms */
+  int lua_closed;
+};
+
+/* runtime.c */
+COIL_INTERNAL coil_runtime *coil__rt(lua_State *L);
+COIL_INTERNAL void coil__message(coil_runtime *rt, const char *text);
+COIL_INTERNAL void coil__messagef(coil_runtime *rt, const char *fmt, ...);
+COIL_INTERNAL int coil__msgh(lua_State *L);
+COIL_INTERNAL int coil__pcall(lua_State *L, int nargs, int nresults);
+COIL_INTERNAL void coil__report_error(coil_runtime *rt, const char *what,
+                                      int idx);
+COIL_INTERNAL void coil__maybe_finish(coil_runtime *rt);
+COIL_INTERNAL void coil__after_loop(coil_runtime *rt);
+
+/* task.c */
+COIL_INTERNAL void coil__task_open(lua_State *L, coil_runtime *rt);
+COIL_INTERNAL coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs);
+COIL_INTERNAL int coil__cancel(lua_State *L, coil_task *t, int err_idx);
+COIL_INTERNAL int coil__attach_done_cb(lua_State *L, coil_done_cb cb, void *ud);
+COIL_INTERNAL void coil__make_ready(coil_runtime *rt, coil_task *t);
+COIL_INTERNAL void coil__run_ready(coil_runtime *rt);
+COIL_INTERNAL coil_task *coil__await_check(lua_State *L, const char *what);
+COIL_INTERNAL int coil__suspend(lua_State *L, coil_task *t, int wait,
+                                lua_KFunction k, lua_KContext ctx);
+COIL_INTERNAL void coil__push_task(lua_State *L, coil_task *t);
+COIL_INTERNAL coil_task *coil__check_task(lua_State *L, int idx);
+COIL_INTERNAL void coil__push_name(lua_State *L, coil_task *t);
+COIL_INTERNAL void coil__force(coil_runtime *rt, coil_task *t);
+COIL_INTERNAL void coil__report_unseen_all(coil_runtime *rt);
+COIL_INTERNAL void coil__new_cancelled(lua_State *L, const char *reason);
+COIL_INTERNAL int coil__is_cancelled(lua_State *L, int idx);
+COIL_INTERNAL void coil__traceback(lua_State *L, lua_State *co,
+                                   const char *msg, coil_task *t);
+COIL_INTERNAL void coil__task_unlink_waits(coil_runtime *rt, coil_task *t);
+
+/* timer.c */
+COIL_INTERNAL void coil__timer_open(lua_State *L, coil_runtime *rt);
+COIL_INTERNAL void coil__heap_remove(coil_runtime *rt, coil_task *t);
+COIL_INTERNAL void coil__heap_free(coil_runtime *rt);
+
+/* shutdown.c */
+COIL_INTERNAL void coil__shutdown_open(lua_State *L, coil_runtime *rt);
+COIL_INTERNAL void coil__request(coil_runtime *rt, int status, int signo,
+                                 const char *reason);
+COIL_INTERNAL void coil__request_status(coil_runtime *rt, int status);
+COIL_INTERNAL void coil__shutdown_progress(coil_runtime *rt);
+COIL_INTERNAL void coil__cancel_all_now(coil_runtime *rt);
+COIL_INTERNAL void coil__force_all(coil_runtime *rt, const char *why);
+COIL_INTERNAL void coil__close_handles(coil_runtime *rt);
+COIL_INTERNAL int coil__deadlock(coil_runtime *rt);
+COIL_INTERNAL void coil__on_async(coil_runtime *rt);
+COIL_INTERNAL int coil__dump(lua_State *L);
+
+/* signal.c */
+COIL_INTERNAL int coil__signals_install(coil_runtime *rt);
+COIL_INTERNAL void coil__signals_uninstall(coil_runtime *rt);
+COIL_INTERNAL void coil__signals_poll(coil_runtime *rt);
+COIL_INTERNAL void coil__signal_open(lua_State *L, coil_runtime *rt);
+COIL_INTERNAL void coil__clear_hook(coil_runtime *rt, lua_State *co);
+COIL_INTERNAL int coil__signal_number(const char *name);
+COIL_INTERNAL const char *coil__signal_name(int signo);
+
+/* embed.c (generated): the lua/ files */
+typedef struct {
+  const char *name;
+  const char *chunkname;
+  const unsigned char *data;
+  size_t size;
+} coil_embedded;
+COIL_INTERNAL extern const coil_embedded coil__lua_files[];
+
+/* lib.c */
+COIL_INTERNAL int coil__open(lua_State *L, coil_runtime *rt);
+COIL_INTERNAL void coil__luv_running(coil_runtime *rt, int running);
+COIL_INTERNAL int coil__call_hook(coil_runtime *rt, const char *name,
+                                  int nargs, int nresults);
+
+/* Lua 5.4.4 closes a coroutine with lua_resetthread; 5.4.6+ with
+ * lua_closethread(co, from). */
+static inline int coil__closethread(lua_State *co, lua_State *from) {
+#if LUA_VERSION_RELEASE_NUM >= 50406
+  return lua_closethread(co, from);
+#else
+  (void)from;
+  return lua_resetthread(co);
+#endif
+}
+
+#endif

@@ -1,0 +1,128 @@
+/*
+ * The Lua module: the C core functions, luv bound to the runtime's loop, and
+ * the Lua half of coil (the files of lua/coil, compiled in) put together.
+ */
+#include <string.h>
+
+#include <luv/luv.h>
+
+#include "coil_internal.h"
+
+/* luv calls every raw callback through this (luv_set_callback): an error is
+ * reported with its traceback and starts the shutdown with status 1, instead
+ * of luv's default print-and-exit(-1). */
+static int luv_pcall_cb(lua_State *L, int nargs, int nresults, int flags) {
+  coil_runtime *rt = coil__rt(L);
+  int base = lua_gettop(L) - nargs, st;
+  lua_State *prev = atomic_load(&rt->running_L);
+  (void)flags;
+  if (prev == NULL) atomic_store(&rt->running_L, L);
+  st = coil__pcall(L, nargs, nresults);
+  if (prev == NULL) {
+    atomic_store(&rt->running_L, NULL);
+    if (atomic_load(&rt->hook_armed)) coil__clear_hook(rt, L);
+  }
+  if (st != LUA_OK) {
+    if (!coil__is_cancelled(L, -1)) {
+      coil__report_error(rt, "error in a luv callback", -1);
+      coil__request(rt, 1, 0, "error");
+    }
+    lua_pop(L, 1);
+    return -st;
+  }
+  return nresults == LUA_MULTRET ? lua_gettop(L) - base + 1 : nresults;
+}
+
+void coil__luv_running(coil_runtime *rt, int running) {
+  /* luv refuses a nested uv.run while its context says the loop runs */
+  if (rt->L) luv_context(rt->L)->mode = running ? UV_RUN_DEFAULT : -1;
+}
+
+/* Calls registry["coil.hooks"][name] with the nargs values on top of rt->L,
+ * protected; errors are reported. Returns the pcall status. */
+int coil__call_hook(coil_runtime *rt, const char *name, int nargs,
+                    int nresults) {
+  lua_State *L = rt->L;
+  int st;
+  lua_getfield(L, LUA_REGISTRYINDEX, "coil.hooks");
+  if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+    lua_pop(L, 2 + nargs);
+    return LUA_ERRRUN;
+  }
+  lua_remove(L, -2);
+  lua_insert(L, -(nargs + 1));
+  st = coil__pcall(L, nargs, nresults);
+  if (st != LUA_OK) {
+    if (!coil__is_cancelled(L, -1)) {
+      lua_pushfstring(L, "internal error in %s", name);
+      coil__report_error(rt, lua_tostring(L, -1), -2);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  return st;
+}
+
+/* package.preload loader of an embedded file: upvalue 1 = index */
+static int load_embedded(lua_State *L) {
+  const coil_embedded *f =
+      &coil__lua_files[lua_tointeger(L, lua_upvalueindex(1))];
+  if (luaL_loadbuffer(L, (const char *)f->data, f->size, f->chunkname) !=
+      LUA_OK)
+    return lua_error(L);
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static void register_embedded(lua_State *L) {
+  int i;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (i = 0; coil__lua_files[i].name; i++) {
+    lua_pushinteger(L, i);
+    lua_pushcclosure(L, load_embedded, 1);
+    lua_setfield(L, -2, coil__lua_files[i].name);
+  }
+  lua_pop(L, 1);
+}
+
+/* Builds the coil module in L (with luv on rt->loop) and leaves
+ * package.loaded.coil set; pushes nothing. */
+int coil__open(lua_State *L, coil_runtime *rt) {
+  /* luv on our loop, the Neovim way: before luaopen_luv */
+  luv_set_loop(L, rt->loop);
+  luv_set_callback(L, luv_pcall_cb);
+  luaL_requiref(L, "luv", luaopen_luv, 0);
+  lua_pop(L, 1);
+
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "coil.hooks");
+
+  /* the C core goes into package.loaded.coil at once, so the Lua files can
+   * require "coil" while init completes it (one name for each function in
+   * tracebacks) */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_newtable(L);
+  coil__task_open(L, rt);
+  coil__timer_open(L, rt);
+  coil__shutdown_open(L, rt);
+  coil__signal_open(L, rt);
+  lua_pushboolean(L, rt->owns_state);
+  lua_setfield(L, -2, "_host");
+  lua_getfield(L, LUA_REGISTRYINDEX, "coil.hooks");
+  lua_setfield(L, -2, "_hooks");
+  lua_setfield(L, -2, "coil");
+  lua_pop(L, 1);
+
+  register_embedded(L);
+
+  /* the Lua half completes the module */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "coil.init");
+  lua_call(L, 1, 0);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushnil(L);
+  lua_setfield(L, -2, "coil.init");
+  lua_pop(L, 1);
+  return 0;
+}

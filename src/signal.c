@@ -1,0 +1,227 @@
+/*
+ * Signals. SIGINT, SIGTERM and SIGHUP get a sigaction handler of coil's own,
+ * because a task stuck in a busy loop must be reached too: the handler only
+ * counts the signal, wakes the loop (uv_async_send is async-signal-safe) and
+ * arms a Lua hook in whatever Lua code is running, as lua.c's laction does.
+ * Everything else happens on the loop (coil__signals_poll). A third
+ * interrupt ends the process at once from the handler itself.
+ *
+ * SIGUSR1 (the task dump) goes through a libuv signal handle.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "coil_internal.h"
+
+#define RT_UP(L) ((coil_runtime *)lua_touserdata(L, lua_upvalueindex(1)))
+
+/* One runtime per process may own the signals. */
+static coil_runtime *_Atomic signal_rt;
+
+static const int interrupts[] = {SIGINT, SIGTERM, SIGHUP};
+static struct sigaction saved[3];
+static int installed[3];
+
+static const struct {
+  const char *name;
+  int signo;
+} signal_names[] = {{"SIGINT", SIGINT},     {"SIGTERM", SIGTERM},
+                    {"SIGHUP", SIGHUP},     {"SIGUSR1", SIGUSR1},
+                    {"SIGUSR2", SIGUSR2},   {"SIGWINCH", SIGWINCH},
+                    {"SIGQUIT", SIGQUIT},   {"SIGPIPE", SIGPIPE},
+                    {"SIGALRM", SIGALRM},   {"SIGCHLD", SIGCHLD},
+                    {"SIGCONT", SIGCONT},   {"SIGTSTP", SIGTSTP},
+                    {"SIGTTIN", SIGTTIN},   {"SIGTTOU", SIGTTOU},
+                    {"SIGXCPU", SIGXCPU},   {"SIGXFSZ", SIGXFSZ},
+                    {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF},
+                    {NULL, 0}};
+
+int coil__signal_number(const char *name) {
+  int i;
+  char buf[16];
+  if (strncmp(name, "SIG", 3) != 0 && strlen(name) < 12) {
+    snprintf(buf, sizeof buf, "SIG%s", name);
+    name = buf;
+  }
+  for (i = 0; signal_names[i].name; i++)
+    if (strcmp(signal_names[i].name, name) == 0) return signal_names[i].signo;
+  return 0;
+}
+
+const char *coil__signal_name(int signo) {
+  int i;
+  for (i = 0; signal_names[i].name; i++)
+    if (signal_names[i].signo == signo) return signal_names[i].name;
+  return "signal";
+}
+
+/* ---- the busy-task hook ------------------------------------------------- */
+
+#define BUSY_NS (50ull * 1000 * 1000)
+
+/* Runs inside Lua code that was running when an interrupt came. Code that
+ * yields within 50 ms is left alone (the loop handles the signal); code
+ * still running then gets the shutdown's Cancelled raised in it. */
+static void busy_hook(lua_State *L, lua_Debug *ar) {
+  coil_runtime *rt = atomic_load(&signal_rt);
+  uint64_t now = uv_hrtime();
+  int signo;
+  (void)ar;
+  if (!rt) {
+    lua_sethook(L, NULL, 0, 0);
+    return;
+  }
+  if (rt->hook_t0 == 0) {
+    rt->hook_t0 = now;
+    lua_sethook(L, busy_hook, LUA_MASKCOUNT, 1000);
+    return;
+  }
+  if (now - rt->hook_t0 < BUSY_NS) return;
+  coil__clear_hook(rt, L);
+  signo = atomic_load(&rt->sig_first);
+  /* the loop could not act on the signal: start the shutdown from here, so
+   * that it (not this task's end) decides the exit status */
+  coil__request(rt, 128 + signo, signo, coil__signal_name(signo));
+  if (rt->current)
+    rt->current->flags |=
+        TF_HOOK_CANCELLED | TF_SHUTDOWN_CANCELLED | TF_CANCELLED_ONCE;
+  coil__new_cancelled(L, coil__signal_name(signo));
+  lua_error(L);
+}
+
+void coil__clear_hook(coil_runtime *rt, lua_State *co) {
+  if (!atomic_exchange(&rt->hook_armed, 0)) return;
+  lua_sethook(co, NULL, 0, 0);
+  rt->hook_t0 = 0;
+}
+
+/* ---- the handler ----------------------------------------------------------- */
+
+static void on_interrupt(int signo) {
+  int saved_errno = errno;
+  coil_runtime *rt = atomic_load(&signal_rt);
+  lua_State *running;
+  if (!rt) goto out;
+  if (atomic_load(&rt->sig_override[signo])) {
+    atomic_fetch_add(&rt->sig_pending[signo], 1);
+  } else {
+    int expected = 0, n;
+    atomic_compare_exchange_strong(&rt->sig_first, &expected, signo);
+    n = atomic_fetch_add(&rt->sig_count, 1) + 1;
+    if (n >= 3) {
+      /* the way out when cleanup itself is stuck: die now, by this signal */
+      signal(signo, SIG_DFL);
+      raise(signo);
+      goto out;
+    }
+    running = atomic_load(&rt->running_L);
+    if (running && atomic_load(&rt->sig_handled) < n) {
+      atomic_store(&rt->hook_armed, 1);
+      lua_sethook(running, busy_hook,
+                  LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    }
+  }
+  if (atomic_load(&rt->wake_ok)) uv_async_send(&rt->async);
+out:
+  errno = saved_errno;
+}
+
+static void on_usr1(uv_signal_t *h, int signo) {
+  coil_runtime *rt = (coil_runtime *)h->data;
+  (void)signo;
+  coil__call_hook(rt, "usr1", 0, 0);
+}
+
+int coil__signals_install(coil_runtime *rt) {
+  coil_runtime *expected = NULL;
+  int i;
+  if (!atomic_compare_exchange_strong(&signal_rt, &expected, rt))
+    return COIL_EBUSY;
+  for (i = 0; i < 3; i++) {
+    struct sigaction sa;
+    sigaction(interrupts[i], NULL, &saved[i]);
+    /* a signal ignored when coil started (nohup) stays ignored */
+    if (saved[i].sa_handler == SIG_IGN) continue;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGHUP);
+    sa.sa_flags = SA_RESTART;
+    sigaction(interrupts[i], &sa, NULL);
+    installed[i] = 1;
+  }
+  uv_signal_init(rt->loop, &rt->usr1);
+  rt->usr1.data = rt;
+  uv_signal_start(&rt->usr1, on_usr1, SIGUSR1);
+  uv_unref((uv_handle_t *)&rt->usr1);
+  rt->usr1_started = 1;
+  return 0;
+}
+
+void coil__signals_uninstall(coil_runtime *rt) {
+  int i;
+  if (atomic_load(&signal_rt) != rt) return;
+  for (i = 0; i < 3; i++) {
+    if (installed[i]) sigaction(interrupts[i], &saved[i], NULL);
+    installed[i] = 0;
+  }
+  atomic_store(&signal_rt, NULL);
+}
+
+/* On the loop: acts on the interrupts counted by the handler. The first
+ * starts the shutdown, the second forces it. */
+void coil__signals_poll(coil_runtime *rt) {
+  int n = atomic_load(&rt->sig_count), signo;
+  while (atomic_load(&rt->sig_handled) < n) {
+    int k = atomic_fetch_add(&rt->sig_handled, 1) + 1;
+    signo = atomic_load(&rt->sig_first);
+    if (k == 1) {
+      coil__request(rt, 128 + signo, signo, coil__signal_name(signo));
+    } else if (k == 2) {
+      coil__force_all(rt, "second interrupt");
+    }
+  }
+  for (signo = 1; signo < 32; signo++) {
+    int pending = atomic_exchange(&rt->sig_pending[signo], 0);
+    while (pending-- > 0 && rt->L) {
+      lua_pushstring(rt->L, coil__signal_name(signo));
+      coil__call_hook(rt, "dispatch_signal", 1, 0);
+    }
+  }
+}
+
+/* ---- Lua functions --------------------------------------------------------------- */
+
+/* coil._override(name, on) -> bool: whether coil handles this interrupt for
+ * the script (on_signal took it over); false for other signals. */
+static int l_override(lua_State *L) {
+  coil_runtime *rt = RT_UP(L);
+  int signo = coil__signal_number(luaL_checkstring(L, 1));
+  int on = lua_toboolean(L, 2);
+  if (signo != SIGINT && signo != SIGTERM && signo != SIGHUP) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  atomic_store(&rt->sig_override[signo], on);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* coil._signum(name) -> number or nil */
+static int l_signum(lua_State *L) {
+  int signo = coil__signal_number(luaL_checkstring(L, 1));
+  if (signo) lua_pushinteger(L, signo);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static const luaL_Reg signal_funcs[] = {
+    {"_override", l_override}, {"_signum", l_signum}, {NULL, NULL}};
+
+void coil__signal_open(lua_State *L, coil_runtime *rt) {
+  lua_pushlightuserdata(L, rt);
+  luaL_setfuncs(L, signal_funcs, 1);
+}
