@@ -157,7 +157,7 @@ COIL_INTERNAL void coil__message(coil_runtime *rt, const char *text);
 COIL_INTERNAL void coil__messagef(coil_runtime *rt, const char *fmt, ...);
 COIL_INTERNAL int coil__msgh(lua_State *L);
 COIL_INTERNAL int coil__pcall(lua_State *L, int nargs, int nresults);
-COIL_INTERNAL void coil__report_error(coil_runtime *rt, const char *what,
+COIL_INTERNAL void coil__report_error(lua_State *L, const char *what,
                                       int idx);
 COIL_INTERNAL void coil__maybe_finish(coil_runtime *rt);
 COIL_INTERNAL void coil__after_loop(coil_runtime *rt);

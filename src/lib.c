@@ -24,7 +24,7 @@ static int luv_pcall_cb(lua_State *L, int nargs, int nresults, int flags) {
   }
   if (st != LUA_OK) {
     if (!coil__is_cancelled(L, -1)) {
-      coil__report_error(rt, "error in a luv callback", -1);
+      coil__report_error(L, "error in a luv callback", -1);
       coil__request(rt, 1, 0, "error");
     }
     lua_pop(L, 1);
@@ -55,7 +55,7 @@ int coil__call_hook(coil_runtime *rt, const char *name, int nargs,
   if (st != LUA_OK) {
     if (!coil__is_cancelled(L, -1)) {
       lua_pushfstring(L, "internal error in %s", name);
-      coil__report_error(rt, lua_tostring(L, -1), -2);
+      coil__report_error(L, lua_tostring(L, -1), -2);
       lua_pop(L, 1);
     }
     lua_pop(L, 1);

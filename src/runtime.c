@@ -52,8 +52,8 @@ void coil__messagef(coil_runtime *rt, const char *fmt, ...) {
 
 /* Reports the error at idx (a traceback string from coil__msgh, usually) as
  * "coil: what: error". */
-void coil__report_error(coil_runtime *rt, const char *what, int idx) {
-  lua_State *L = rt->L;
+void coil__report_error(lua_State *L, const char *what, int idx) {
+  coil_runtime *rt = NULL;
   const char *err;
   idx = lua_absindex(L, idx);
   err = luaL_tolstring(L, idx, NULL);

@@ -24,7 +24,7 @@
 #define TASK_MT "coil.task"
 #define CANCELLED_MT "coil.Cancelled"
 #define TIMEOUT_MT "coil.Timeout"
-#define UNSEEN_MT "coil.unseen"
+#define UNSEEN_MT "coil.unseen_sentinel"
 
 /* The runtime of a C function registered with it as upvalue 1 (the hot
  * paths); elsewhere coil__rt() looks it up in the registry. */
@@ -85,9 +85,11 @@ static int push_extras_of(lua_State *L, coil_task *t, int create) {
   return ok;
 }
 
-/* Pushes the task's name (default task-<id>, "main" for the main task). */
-void coil__push_name(lua_State *L, coil_task *t) {
-  if (t->anchor != LUA_NOREF && push_extras_of(L, t, 0)) {
+/* Pushes the name of the task whose userdata is at idx (default task-<id>,
+ * "main" for the main task). */
+static void push_name_at(lua_State *L, int idx) {
+  coil_task *t = (coil_task *)lua_touserdata(L, idx);
+  if (push_extras(L, idx, 0)) {
     if (lua_getfield(L, -1, "name") == LUA_TSTRING) {
       lua_remove(L, -2);
       return;
@@ -96,6 +98,17 @@ void coil__push_name(lua_State *L, coil_task *t) {
   }
   if (t->flags & TF_MAIN) lua_pushliteral(L, "main");
   else lua_pushfstring(L, "task-%I", (lua_Integer)t->id);
+}
+
+/* Same for a live task given by pointer. */
+void coil__push_name(lua_State *L, coil_task *t) {
+  if (t->anchor == LUA_NOREF) {
+    lua_pushfstring(L, "task-%I", (lua_Integer)t->id);
+    return;
+  }
+  coil__push_task(L, t);
+  push_name_at(L, -1);
+  lua_remove(L, -2);
 }
 
 /* ---- error objects ------------------------------------------------------ */
@@ -251,7 +264,7 @@ static void report_cleanup_error(lua_State *L, coil_task *t) {
   if (!coil__is_cancelled(L, -1)) {
     coil__push_name(L, t);
     coil__report_error(
-        t->rt,
+        L,
         lua_pushfstring(L, "error in a deferred function of task '%s'",
                         lua_tostring(L, -1)),
         -3);
@@ -269,6 +282,9 @@ static int entry_k(lua_State *L, int status, lua_KContext ctx) {
     if (ok) t->outcome = OUTCOME_OK;
     else t->outcome = coil__is_cancelled(L, -1) ? OUTCOME_CANCELLED
                                                 : OUTCOME_FAILED;
+    /* the defers get the reporting handler: their errors are only told */
+    lua_pushcfunction(L, coil__msgh);
+    lua_replace(L, 1);
   } else if (!ok) {
     report_cleanup_error(L, t);
   }
@@ -414,11 +430,11 @@ static void check_throw(lua_State *L, coil_task *t) {
   }
 }
 
-static void mark_seen(lua_State *L, coil_task *t);
+static void mark_seen(lua_State *L, int idx);
 
 /* Pushes the results of the done task at idx, or raises its error. */
 static int push_outcome(lua_State *L, int idx, coil_task *t) {
-  mark_seen(L, t);
+  mark_seen(L, idx);
   lua_getiuservalue(L, idx, 1);
   if (t->outcome != OUTCOME_OK) return lua_error(L);
   if (t->nresults <= 1) {
@@ -590,13 +606,13 @@ static int task_error(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  mark_seen(L, t);
+  mark_seen(L, 1);
   lua_getiuservalue(L, 1, 1);
   return 1;
 }
 
 static int task_name(lua_State *L) {
-  coil_task *t = coil__check_task(L, 1);
+  coil__check_task(L, 1);
   if (!lua_isnoneornil(L, 2)) {
     luaL_checkstring(L, 2);
     push_extras(L, 1, 1);
@@ -605,7 +621,7 @@ static int task_name(lua_State *L) {
     lua_settop(L, 1);
     return 1;
   }
-  coil__push_name(L, t);
+  push_name_at(L, 1);
   return 1;
 }
 
@@ -616,7 +632,7 @@ static void call_on_done(coil_runtime *rt, lua_State *L, int fn_idx,
   lua_pushvalue(L, task_idx);
   if (coil__pcall(L, 1, 0) != LUA_OK) {
     if (!coil__is_cancelled(L, -1))
-      coil__report_error(rt, "error in an on_done callback", -1);
+      coil__report_error(L, "error in an on_done callback", -1);
     lua_pop(L, 1);
   }
 }
@@ -625,7 +641,7 @@ static int task_on_done(lua_State *L) {
   coil_task *t = coil__check_task(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
-  mark_seen(L, t);
+  mark_seen(L, 1);
   if (t->state == TASK_DONE) {
     call_on_done(RT_UP(L), L, 2, 1);
     return 0;
@@ -670,7 +686,7 @@ static int task_tostring(lua_State *L) {
   coil_task *t = coil__check_task(L, 1);
   static const char *const states[] = {"ready", "running", "suspended",
                                        "done"};
-  coil__push_name(L, t);
+  push_name_at(L, 1);
   lua_pushfstring(L, "coil.task '%s' (%s)", lua_tostring(L, -1),
                   states[t->state]);
   return 1;
@@ -687,7 +703,6 @@ typedef struct {
 } unseen_sentinel;
 
 static void report_unseen(coil_runtime *rt, lua_State *L, int task_idx) {
-  coil_task *t = (coil_task *)lua_touserdata(L, task_idx);
   task_idx = lua_absindex(L, task_idx);
   lua_getfield(L, LUA_REGISTRYINDEX, "coil.on_error");
   if (lua_isfunction(L, -1)) {
@@ -695,13 +710,13 @@ static void report_unseen(coil_runtime *rt, lua_State *L, int task_idx) {
     lua_getiuservalue(L, task_idx, 1);
     push_error_text(L, task_idx);
     if (coil__pcall(L, 3, 0) != LUA_OK) {
-      coil__report_error(rt, "error in the coil.on_error handler", -1);
+      coil__report_error(L, "error in the coil.on_error handler", -1);
       lua_pop(L, 1);
     }
     return;
   }
   lua_pop(L, 1);
-  coil__push_name(L, t);
+  push_name_at(L, task_idx);
   lua_pushfstring(L, "task '%s' failed and nobody awaited it: ",
                   lua_tostring(L, -1));
   push_error_text(L, task_idx);
@@ -720,15 +735,19 @@ static int unseen_gc(lua_State *L) {
   return 0;
 }
 
-static void mark_seen(lua_State *L, coil_task *t) {
+/* Someone looked at the error of the task whose userdata is at idx: it will
+ * not be reported. */
+static void mark_seen(lua_State *L, int idx) {
+  coil_task *t = (coil_task *)lua_touserdata(L, idx);
   if (t->flags & TF_ERR_SEEN) return;
   t->flags |= TF_ERR_SEEN;
-  if (t->outcome != OUTCOME_FAILED || t->anchor == LUA_NOREF) return;
+  if (t->outcome != OUTCOME_FAILED) return;
+  idx = lua_absindex(L, idx);
   lua_getfield(L, LUA_REGISTRYINDEX, "coil.unseen");
-  coil__push_task(L, t);
+  lua_pushvalue(L, idx);
   if (lua_rawget(L, -2) == LUA_TUSERDATA) {
     ((unseen_sentinel *)lua_touserdata(L, -1))->pending = 0;
-    coil__push_task(L, t);
+    lua_pushvalue(L, idx);
     lua_pushnil(L);
     lua_rawset(L, -4);
   }
