@@ -1,0 +1,169 @@
+-- The shutdown sequence (SPEC §3), tested the only honest way: a real coil
+-- process, a ready line, a real signal, then output, status and time.
+local proc = require "spec.support.proc"
+
+local SIGNUM = { sigint = 2, sighup = 1, sigterm = 15 }
+
+local function fixture(name) return "spec/fixtures/" .. name .. ".lua" end
+
+-- Starts coil on a fixture, waits for its ready line, sends the signals.
+local function interrupt(args, signals, opts)
+  opts = opts or {}
+  local p = proc.coil(args)
+  assert.is_true(p:wait_for(opts.ready or "ready\n"), "no ready line: " .. p.stderr)
+  for _, sig in ipairs(signals) do
+    if type(sig) == "number" then
+      require("coil").sleep(sig)
+    else
+      p:kill(sig)
+    end
+  end
+  local r = p:wait(opts.limit or 20)
+  assert.is_false(r.timed_out, "coil did not end")
+  return r
+end
+
+local function lines(s)
+  local t = {}
+  for line in s:gmatch "[^\n]+" do t[#t + 1] = line end
+  table.sort(t)
+  return t
+end
+
+describe("shutdown on a signal", function()
+  for _, sig in ipairs { "sigint", "sigterm", "sighup" } do
+    it("runs defer, <close> and pcall cleanup, then dies by " .. sig, function()
+      local r = interrupt({ fixture "sd_three_kinds" }, { sig })
+      assert.equal(SIGNUM[sig], r.signal)
+      local name = sig:upper()
+      assert.same(lines(([[
+ready
+pcall 1 cancelled: %s
+close 1
+defer 1
+pcall 2 cancelled: %s
+close 2
+defer 2]]):format(name, name)), lines(r.stdout))
+      assert.equal(("coil: %s received, cancelling 3 task(s) (%s again to force)\n")
+                   :format(name, sig == "sigint" and "Ctrl+C" or name), r.stderr)
+      assert.is_true(r.after_signal < 5, "took " .. r.after_signal)
+    end)
+  end
+
+  it("says nothing with --quiet", function()
+    local r = interrupt({ "--quiet", fixture "sd_three_kinds" }, { "sigint" })
+    assert.equal(2, r.signal)
+    assert.equal("", r.stderr)
+  end)
+
+  it("lets cleanup await", function()
+    local r = interrupt({ fixture "sd_await_cleanup" }, { "sigint" })
+    assert.equal(2, r.signal)
+    assert.matches("cleanup slept 0%.1", r.stdout)
+  end)
+
+  it("forces a task that ignores cancellation once the grace is over", function()
+    local r = interrupt({ "--grace", "0.5", fixture "sd_stubborn" }, { "sigint" })
+    assert.equal(2, r.signal)
+    assert.matches("coil: task 'stubborn' ignored cancellation for 0%.5 s; closed by force at:\n", r.stderr)
+    assert.matches("sd_stubborn%.lua:6", r.stderr)
+    assert.matches("stubborn closed", r.stdout)
+    assert.matches("stubborn defer", r.stdout)
+    assert.is_true(r.after_signal >= 0.45 and r.after_signal < 5, "took " .. r.after_signal)
+  end)
+
+  it("forces at once on a second interrupt", function()
+    local r = interrupt({ fixture "sd_stubborn" }, { "sigint", 0.2, "sigint" })
+    assert.equal(2, r.signal)
+    assert.matches("coil: task 'stubborn' ignored cancellation for [%d.]+ s; closed by force at:", r.stderr)
+    assert.matches("stubborn closed", r.stdout)
+    assert.is_true(r.after_signal < 3, "took " .. r.after_signal)
+  end)
+
+  it("runs an ordered shutdown: hooks, in-flight work, session last", function()
+    local r = interrupt({ fixture "sd_ordered" }, { "sigterm" })
+    assert.equal(15, r.signal)
+    assert.equal([[
+ready
+intake stopped
+worker finished its in-flight job
+hook saw the worker done
+session closed
+]], r.stdout)
+  end)
+
+  it("interrupts a task that never awaits", function()
+    local r = interrupt({ fixture "sd_busy" }, { "sigint" })
+    assert.equal(2, r.signal)
+    assert.same({ "busy cleanup", "ready", "sleeper cleanup" }, lines(r.stdout))
+    assert.is_true(r.after_signal < 5)
+  end)
+
+  it("ends at once on a third interrupt", function()
+    local r = interrupt({ "-e", [[
+      local coil = require "coil"
+      coil.spawn(function()
+        coil.defer(function() while true do pcall(function() while true do end end) end end)
+        coil.sleep(100)
+      end)
+      print("ready")
+      coil.sleep(100)
+    ]] }, { "sigint", 0.2, "sigint", 0.2, "sigint" }, { ready = "ready\n" })
+    assert.equal(2, r.signal)
+  end)
+
+  it("closes handles the script left open and exits promptly", function()
+    local r = interrupt({ fixture "sd_leftovers" }, { "sigint" })
+    assert.equal(2, r.signal)
+    assert.is_true(r.after_signal < 3)
+    local r2 = proc.run({ fixture "sd_leftovers", "self" })
+    assert.equal(0, r2.code)
+    assert.is_true(r2.elapsed < 5)
+  end)
+
+  it("takes SIGINT over with on_signal, and gives it back on close", function()
+    local p = proc.coil({ fixture "sd_on_signal" })
+    assert.is_true(p:wait_for "ready\n")
+    p:kill "sigint"
+    assert.is_true(p:wait_for "ready again\n")
+    p:kill "sigint"
+    local r = p:wait()
+    assert.matches("handled SIGINT", r.stdout)
+    assert.equal(2, r.signal)
+  end)
+
+  it("keeps a process waiting on stopping() alive until a signal", function()
+    local r = interrupt({ fixture "sd_stopping_wait" }, { 0.2, "sigterm" })
+    assert.equal(15, r.signal)
+    assert.matches("saw stopping", r.stdout)
+    assert.not_matches("deadlock", r.stderr)
+  end)
+
+  it("prints a task dump on SIGUSR1 and goes on", function()
+    local r = interrupt({ fixture "sd_dump" }, { "sigusr1" })
+    assert.equal(0, r.code)
+    assert.equal(0, r.signal)
+    assert.matches("^coil: task dump: 2 task%(s%)\n", r.stderr)
+    assert.matches("task 'sleeper' %(suspended in sleep, age [%d.]+ s%)", r.stderr)
+    assert.matches("sd_dump%.lua:2", r.stderr)
+    assert.matches("finished normally", r.stdout)
+  end)
+
+  it("cancels 100 000 sleeping tasks, every defer once, quickly", function()
+    local r = interrupt({ fixture "sd_many" }, { "sigint" }, { limit = 60 })
+    assert.equal(2, r.signal)
+    assert.equal("ready\ncount 100000\n", r.stdout)
+    assert.equal("coil: SIGINT received, cancelling 100001 task(s) (Ctrl+C again to force)\n", r.stderr)
+    assert.is_true(r.after_signal < 10, "took " .. r.after_signal)
+  end)
+
+  it("keeps a signal that was ignored at start ignored (nohup)", function()
+    local r = proc.start("/bin/sh", { "-c", "trap '' HUP; exec " .. COIL_BIN ..
+      " -e 'local c = require \"coil\"; print(\"ready\"); c.sleep(0.3); print(\"survived\")'" })
+    assert.is_true(r:wait_for "ready\n")
+    r:kill "sighup"
+    local res = r:wait()
+    assert.equal(0, res.code)
+    assert.matches("survived", res.stdout)
+  end)
+end)
