@@ -16,3 +16,24 @@ foreach(spec IN LISTS COIL_SPECS)
   set_tests_properties(${name} PROPERTIES ENVIRONMENT "${COIL_TEST_ENV}"
                        TIMEOUT 600)
 endforeach()
+
+# The C embedding API: each case in its own process (tests/runner.h).
+find_package(Threads REQUIRED)
+add_executable(embed_test tests/embed_test.c)
+target_compile_options(embed_test PRIVATE ${COIL_WARNINGS})
+target_link_libraries(embed_test PRIVATE coil_static Threads::Threads)
+add_test(NAME embed_test COMMAND embed_test)
+set_tests_properties(embed_test PROPERTIES TIMEOUT 300)
+
+add_executable(embed_cycle tests/embed_cycle.c)
+target_compile_options(embed_cycle PRIVATE ${COIL_WARNINGS})
+target_link_libraries(embed_cycle PRIVATE coil_static)
+find_program(VALGRIND valgrind)
+if(VALGRIND AND NOT COIL_SANITIZE)
+  add_test(NAME embed_cycle
+           COMMAND ${VALGRIND} --error-exitcode=1 --leak-check=full
+                   --errors-for-leak-kinds=definite $<TARGET_FILE:embed_cycle> 100)
+else()
+  add_test(NAME embed_cycle COMMAND embed_cycle 100)
+endif()
+set_tests_properties(embed_cycle PROPERTIES TIMEOUT 600)

@@ -118,6 +118,7 @@ struct coil_runtime {
   int forced;
   int handles_closing;
   int cancel_ref;     /* registry: the Cancelled every task gets in step 3 */
+  atomic_int shutdown_claimed;   /* coil_shutdown: the first call's status */
   atomic_int shutdown_requested; /* from other threads / signal handlers */
   atomic_int shutdown_request_status;
   atomic_int wake_ok;
@@ -161,6 +162,7 @@ COIL_INTERNAL void coil__report_error(lua_State *L, const char *what,
                                       int idx);
 COIL_INTERNAL void coil__maybe_finish(coil_runtime *rt);
 COIL_INTERNAL void coil__after_loop(coil_runtime *rt);
+COIL_INTERNAL void coil__check_memory(coil_runtime *rt);
 
 /* task.c */
 COIL_INTERNAL void coil__task_open(lua_State *L, coil_runtime *rt);
@@ -198,6 +200,7 @@ COIL_INTERNAL void coil__cancel_all_now(coil_runtime *rt);
 COIL_INTERNAL void coil__force_all(coil_runtime *rt, const char *why);
 COIL_INTERNAL void coil__close_handles(coil_runtime *rt);
 COIL_INTERNAL int coil__deadlock(coil_runtime *rt);
+COIL_INTERNAL void coil__check_quiescent(coil_runtime *rt);
 COIL_INTERNAL void coil__on_async(coil_runtime *rt);
 COIL_INTERNAL int coil__dump(lua_State *L);
 

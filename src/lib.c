@@ -22,6 +22,7 @@ static int luv_pcall_cb(lua_State *L, int nargs, int nresults, int flags) {
     atomic_store(&rt->running_L, NULL);
     if (atomic_load(&rt->hook_armed)) coil__clear_hook(rt, L);
   }
+  if (rt->mem_exceeded == 1) coil__check_memory(rt);
   if (st != LUA_OK) {
     if (!coil__is_cancelled(L, -1)) {
       coil__report_error(L, "error in a luv callback", -1);

@@ -102,8 +102,12 @@ int coil__pcall(lua_State *L, int nargs, int nresults) {
 
 /* ---- memory ------------------------------------------------------------------ */
 
-/* The allocator keeps count so that a plugin can be held to memory_limit; a
- * runtime that hits it is shut down, with a little headroom for that. */
+/* The allocator keeps count so that a plugin can be held to memory_limit.
+ * The limit is enforced only while the runtime's Lua code runs (where a
+ * failure is an ordinary, catchable "not enough memory" error), never in
+ * coil's own bookkeeping between resumes, which could not recover. Once hit,
+ * the runtime is shut down (coil__check_memory) with a quarter more room so
+ * that cleanup can run. */
 static void *coil_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   coil_runtime *rt = (coil_runtime *)ud;
   if (ptr == NULL) osize = 0;
@@ -113,18 +117,26 @@ static void *coil_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   if (rt->mem_limit && nsize > osize &&
-      rt->mem_used + (nsize - osize) > rt->mem_limit) {
-    if (!rt->mem_exceeded) {
-      rt->mem_exceeded = 1;
+      atomic_load_explicit(&rt->running_L, memory_order_relaxed) != NULL) {
+    size_t limit = rt->mem_limit;
+    if (rt->mem_exceeded) limit += limit / 4;
+    if (rt->mem_used + (nsize - osize) > limit) {
+      if (!rt->mem_exceeded) rt->mem_exceeded = 1;
       return NULL;
     }
-    /* shutting down: allow a quarter more so cleanup can run */
-    if (rt->mem_used + (nsize - osize) > rt->mem_limit + rt->mem_limit / 4)
-      return NULL;
   }
   ptr = realloc(ptr, nsize);
   if (ptr) rt->mem_used += nsize - osize;
   return ptr;
+}
+
+/* After Lua code ran: a runtime that hit its memory limit is shut down. */
+void coil__check_memory(coil_runtime *rt) {
+  if (rt->mem_exceeded != 1) return;
+  rt->mem_exceeded = 2;
+  coil__messagef(rt, "memory limit of %zu bytes exceeded; shutting down",
+                 rt->mem_limit);
+  coil__request(rt, 1, 0, "memory limit");
 }
 
 static int panic(lua_State *L) {
@@ -214,7 +226,9 @@ int coil_new(coil_runtime **out, const coil_config *cfg) {
       rt->async.data = rt;
   uv_check_start(&rt->check, on_check);
   uv_unref((uv_handle_t *)&rt->check);
-  uv_unref((uv_handle_t *)&rt->async);
+  /* On its own loop the runtime ends when nothing is left; on a host's loop
+   * it is a resource, like an open handle, until it is shut down. */
+  if (rt->owns_loop) uv_unref((uv_handle_t *)&rt->async);
   uv_unref((uv_handle_t *)&rt->grace_timer);
   atomic_store(&rt->wake_ok, 1);
 
@@ -345,6 +359,7 @@ void coil__after_loop(coil_runtime *rt) {
 }
 
 int coil_run(coil_runtime *rt) {
+  if (!rt || !rt->owns_loop || rt->phase == PHASE_CLOSED) return COIL_EINVAL;
   for (;;) {
     coil__luv_running(rt, 1);
     uv_run(rt->loop, UV_RUN_DEFAULT);
@@ -375,9 +390,13 @@ int coil_run(coil_runtime *rt) {
 }
 
 int coil_shutdown(coil_runtime *rt, int status) {
+  int expected = 0;
   if (!rt) return COIL_EINVAL;
-  atomic_store(&rt->shutdown_request_status, status);
-  atomic_store(&rt->shutdown_requested, 1);
+  /* the first request's status wins, whichever thread gets there first */
+  if (atomic_compare_exchange_strong(&rt->shutdown_claimed, &expected, 1)) {
+    atomic_store(&rt->shutdown_request_status, status);
+    atomic_store(&rt->shutdown_requested, 1);
+  }
   if (atomic_load(&rt->wake_ok)) uv_async_send(&rt->async);
   return 0;
 }
@@ -385,15 +404,20 @@ int coil_shutdown(coil_runtime *rt, int status) {
 void coil_free(coil_runtime *rt) {
   if (!rt) return;
   coil__signals_uninstall(rt);
-  if (!rt->lua_closed) {
-    /* a host freeing a runtime it never ran, or on_closed already fired */
-    if (rt->phase < PHASE_CLOSING) {
-      rt->phase = PHASE_CLOSING;
-      coil__force_all(rt, NULL);
-      coil__close_handles(rt);
-    }
-    coil__after_loop(rt);
+  if (rt->phase < PHASE_CLOSING) {
+    /* a host freeing a runtime it did not shut down: no grace, no hooks */
+    coil__force_all(rt, NULL);
+    coil__close_handles(rt);
   }
+  if (rt->phase != PHASE_CLOSED) {
+    if (rt->owns_loop != 1) {
+      /* the host's loop finishes the closes; the last one frees */
+      rt->free_pending = 1;
+      return;
+    }
+    while (rt->phase != PHASE_CLOSED) uv_run(rt->loop, UV_RUN_ONCE);
+  }
+  coil__after_loop(rt);
   if (rt->owns_loop == 1) {
     while (uv_loop_close(rt->loop) == UV_EBUSY) uv_run(rt->loop, UV_RUN_ONCE);
   }

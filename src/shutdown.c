@@ -193,9 +193,10 @@ static void on_own_closed(uv_handle_t *h) {
   coil_runtime *rt = (coil_runtime *)h->data;
   if (--rt->closing_count > 0) return;
   rt->phase = PHASE_CLOSED;
-  if (!rt->owns_loop && !rt->closed_notified) {
+  if (!rt->closed_notified) {
     rt->closed_notified = 1;
-    if (rt->on_closed) rt->on_closed(rt, rt->exit_status, rt->ud);
+    if (rt->on_closed && !rt->free_pending)
+      rt->on_closed(rt, rt->exit_status, rt->ud);
   }
   if (rt->free_pending) {
     rt->free_pending = 0;
@@ -236,6 +237,7 @@ int coil__deadlock(coil_runtime *rt) {
   size_t n, i;
   coil_task **all;
   if (rt->phase == PHASE_RUN && rt->signals && !rt->async_reffed &&
+      rt->owns_loop &&
       coil__call_hook(rt, "waiting_for_signal", 0, 1) == LUA_OK) {
     int waiting = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -285,8 +287,31 @@ int coil__deadlock(coil_runtime *rt) {
 
 /* ---- wake-ups from other threads and signals -------------------------------- */
 
+/* Host-loop mode has no uv_run of its own to run dry: after each drain, a
+ * runtime with tasks alive but none ready or sleeping, no request in flight
+ * on the loop and none of its luv handles active is deadlocked. */
+void coil__check_quiescent(coil_runtime *rt) {
+  int busy = 1;
+  if (rt->owns_loop || rt->live == 0 || rt->ready_head ||
+      rt->sleepers.len > 0 || rt->phase >= PHASE_CLOSING ||
+      rt->loop->active_reqs.count > 0)
+    return;
+  if (coil__call_hook(rt, "busy", 0, 1) == LUA_OK) {
+    busy = lua_toboolean(rt->L, -1);
+    lua_pop(rt->L, 1);
+  }
+  if (busy) return;
+  if (rt->phase == PHASE_RUN &&
+      coil__call_hook(rt, "waiting_for_signal", 0, 1) == LUA_OK) {
+    int waiting = lua_toboolean(rt->L, -1);
+    lua_pop(rt->L, 1);
+    if (waiting) return; /* for coil_shutdown from the host */
+  }
+  coil__deadlock(rt);
+}
+
 void coil__on_async(coil_runtime *rt) {
-  if (rt->async_reffed) {
+  if (rt->async_reffed && rt->owns_loop) {
     uv_unref((uv_handle_t *)&rt->async);
     rt->async_reffed = 0;
   }

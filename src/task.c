@@ -977,9 +977,15 @@ void coil__run_ready(coil_runtime *rt) {
     rt->ready_head = t->next_ready;
     if (!rt->ready_head) rt->ready_tail = NULL;
     t->next_ready = NULL;
-    if (t->state == TASK_READY) task_resume(rt, t);
+    if (t->state == TASK_READY) {
+      task_resume(rt, t);
+      if (rt->mem_exceeded == 1) coil__check_memory(rt);
+    }
   } while (t != last && rt->ready_head);
-  if (!rt->ready_head) uv_idle_stop(&rt->idle);
+  if (!rt->ready_head) {
+    uv_idle_stop(&rt->idle);
+    coil__check_quiescent(rt);
+  }
 }
 
 /* ---- forcing ----------------------------------------------------------------------- */

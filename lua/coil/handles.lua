@@ -53,7 +53,18 @@ function core._hooks.close_handles()
   end
 end
 
---- Open handles, for the test helpers: a list of {handle, type name}.
+--- Whether a handle the script opened is active and referenced: what keeps
+-- a runtime on a host's loop from being deadlocked (the host's own handles
+-- do not count).
+function core._hooks.busy()
+  for handle in pairs(handles) do
+    local ok, active = pcall(handle.is_active, handle)
+    if ok and active and handle:has_ref() then return true end
+  end
+  return false
+end
+
+--- Open handles, for the test helpers: a list of handles.
 function core._open_handles()
   local list = {}
   for handle in pairs(handles) do
