@@ -88,6 +88,9 @@ struct coil_runtime {
   uv_loop_t own_loop;
   int owns_loop;
   int owns_state;     /* 0 when coil is a module inside someone's state */
+  int module;         /* loaded by require "coil" from stock Lua */
+  int in_run;         /* coil.run is driving the loop */
+  int deadlocked;     /* this run ended in a deadlock */
 
   /* scheduler */
   uv_idle_t idle;     /* active while tasks are ready: poll must not block */
@@ -154,6 +157,7 @@ struct coil_runtime {
 
 /* runtime.c */
 COIL_INTERNAL coil_runtime *coil__rt(lua_State *L);
+COIL_INTERNAL void coil__register_runtime(lua_State *L, coil_runtime *rt);
 COIL_INTERNAL void coil__message(coil_runtime *rt, const char *text);
 COIL_INTERNAL void coil__messagef(coil_runtime *rt, const char *fmt, ...);
 COIL_INTERNAL int coil__msgh(lua_State *L);
@@ -162,6 +166,7 @@ COIL_INTERNAL void coil__report_error(lua_State *L, const char *what,
                                       int idx);
 COIL_INTERNAL void coil__maybe_finish(coil_runtime *rt);
 COIL_INTERNAL void coil__after_loop(coil_runtime *rt);
+COIL_INTERNAL void coil__open_handles(coil_runtime *rt);
 COIL_INTERNAL void coil__check_memory(coil_runtime *rt);
 
 /* task.c */
@@ -181,6 +186,7 @@ COIL_INTERNAL void coil__force(coil_runtime *rt, coil_task *t);
 COIL_INTERNAL void coil__report_unseen_all(coil_runtime *rt);
 COIL_INTERNAL void coil__new_cancelled(lua_State *L, const char *reason);
 COIL_INTERNAL int coil__is_cancelled(lua_State *L, int idx);
+COIL_INTERNAL void coil__new_interrupted(lua_State *L, const char *signal);
 COIL_INTERNAL void coil__traceback(lua_State *L, lua_State *co,
                                    const char *msg, coil_task *t);
 COIL_INTERNAL void coil__task_unlink_waits(coil_runtime *rt, coil_task *t);

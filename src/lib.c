@@ -26,7 +26,7 @@ static int luv_pcall_cb(lua_State *L, int nargs, int nresults, int flags) {
   if (st != LUA_OK) {
     if (!coil__is_cancelled(L, -1)) {
       coil__report_error(L, "error in a luv callback", -1);
-      coil__request(rt, 1, 0, "error");
+      if (!rt->module || rt->in_run) coil__request(rt, 1, 0, "error");
     }
     lua_pop(L, 1);
     return -st;
@@ -90,11 +90,16 @@ static void register_embedded(lua_State *L) {
 /* Builds the coil module in L (with luv on rt->loop) and leaves
  * package.loaded.coil set; pushes nothing. */
 int coil__open(lua_State *L, coil_runtime *rt) {
-  /* luv on our loop, the Neovim way: before luaopen_luv */
-  luv_set_loop(L, rt->loop);
-  luv_set_callback(L, luv_pcall_cb);
-  luaL_requiref(L, "luv", luaopen_luv, 0);
-  lua_pop(L, 1);
+  if (rt->module) {
+    /* luv is already loaded and owns the loop: take over its callbacks */
+    luv_set_callback(L, luv_pcall_cb);
+  } else {
+    /* luv on our loop, the Neovim way: before luaopen_luv */
+    luv_set_loop(L, rt->loop);
+    luv_set_callback(L, luv_pcall_cb);
+    luaL_requiref(L, "luv", luaopen_luv, 0);
+    lua_pop(L, 1);
+  }
 
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "coil.hooks");

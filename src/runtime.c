@@ -14,6 +14,11 @@
 
 static const char rt_key = 'r'; /* registry[&rt_key] = light userdata rt */
 
+void coil__register_runtime(lua_State *L, coil_runtime *rt) {
+  lua_pushlightuserdata(L, rt);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
+}
+
 coil_runtime *coil__rt(lua_State *L) {
   coil_runtime *rt;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &rt_key);
@@ -155,6 +160,30 @@ static void on_check(uv_check_t *h) {
 
 static void on_async(uv_async_t *h) { coil__on_async((coil_runtime *)h->data); }
 
+/* Opens coil's own handles on rt->loop (again, after a shutdown closed them,
+ * for coil.run in a module) and resets the per-run state. */
+void coil__open_handles(coil_runtime *rt) {
+  uv_idle_init(rt->loop, &rt->idle);
+  uv_check_init(rt->loop, &rt->check);
+  uv_timer_init(rt->loop, &rt->timer);
+  uv_timer_init(rt->loop, &rt->grace_timer);
+  uv_async_init(rt->loop, &rt->async, on_async);
+  rt->idle.data = rt->check.data = rt->timer.data = rt->grace_timer.data =
+      rt->async.data = rt;
+  uv_check_start(&rt->check, on_check);
+  uv_unref((uv_handle_t *)&rt->check);
+  /* On its own loop the runtime ends when nothing is left; on a host's loop
+   * it is a resource, like an open handle, until it is shut down. */
+  if (rt->owns_loop || rt->module) uv_unref((uv_handle_t *)&rt->async);
+  uv_unref((uv_handle_t *)&rt->grace_timer);
+  rt->timer_due = 0;
+  rt->handles_closing = 0;
+  rt->closing_count = 0;
+  rt->closed_notified = 0;
+  rt->phase = PHASE_RUN;
+  atomic_store(&rt->wake_ok, 1);
+}
+
 /* ---- public API -------------------------------------------------------------------- */
 
 void coil_config_init(coil_config *cfg) {
@@ -214,23 +243,9 @@ int coil_new(coil_runtime **out, const coil_config *cfg) {
     return COIL_ENOMEM;
   }
   lua_atpanic(rt->L, panic);
-  lua_pushlightuserdata(rt->L, rt);
-  lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &rt_key);
+  coil__register_runtime(rt->L, rt);
 
-  uv_idle_init(rt->loop, &rt->idle);
-  uv_check_init(rt->loop, &rt->check);
-  uv_timer_init(rt->loop, &rt->timer);
-  uv_timer_init(rt->loop, &rt->grace_timer);
-  uv_async_init(rt->loop, &rt->async, on_async);
-  rt->idle.data = rt->check.data = rt->timer.data = rt->grace_timer.data =
-      rt->async.data = rt;
-  uv_check_start(&rt->check, on_check);
-  uv_unref((uv_handle_t *)&rt->check);
-  /* On its own loop the runtime ends when nothing is left; on a host's loop
-   * it is a resource, like an open handle, until it is shut down. */
-  if (rt->owns_loop) uv_unref((uv_handle_t *)&rt->async);
-  uv_unref((uv_handle_t *)&rt->grace_timer);
-  atomic_store(&rt->wake_ok, 1);
+  coil__open_handles(rt);
 
   lua_pushcfunction(rt->L, open_lua);
   lua_pushlightuserdata(rt->L, rt);

@@ -259,6 +259,7 @@ int coil__deadlock(coil_runtime *rt) {
     return 1;
   }
   all = live_tasks(rt, &n);
+  rt->deadlocked = 1;
   lua_pushfstring(L, "deadlock: %d task(s) waiting with nothing to wake them",
                   (int)rt->live);
   for (i = 0; i < n; i++) {
@@ -292,7 +293,7 @@ int coil__deadlock(coil_runtime *rt) {
  * on the loop and none of its luv handles active is deadlocked. */
 void coil__check_quiescent(coil_runtime *rt) {
   int busy = 1;
-  if (rt->owns_loop || rt->live == 0 || rt->ready_head ||
+  if (rt->owns_loop || rt->module || rt->live == 0 || rt->ready_head ||
       rt->sleepers.len > 0 || rt->phase >= PHASE_CLOSING ||
       rt->loop->active_reqs.count > 0)
     return;

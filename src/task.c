@@ -25,6 +25,7 @@
 #define CANCELLED_MT "coil.Cancelled"
 #define TIMEOUT_MT "coil.Timeout"
 #define UNSEEN_MT "coil.unseen_sentinel"
+#define INTERRUPTED_MT "coil.Interrupted"
 
 /* The runtime of a C function registered with it as upvalue 1 (the hot
  * paths); elsewhere coil__rt() looks it up in the registry. */
@@ -165,6 +166,25 @@ static int timeout_new(lua_State *L) {
   return 1;
 }
 
+/* Pushes a coil.Interrupted error naming the signal (coil.run raises it). */
+void coil__new_interrupted(lua_State *L, const char *signal) {
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, signal);
+  lua_setfield(L, -2, "signal");
+  luaL_setmetatable(L, INTERRUPTED_MT);
+}
+
+static int interrupted_tostring(lua_State *L) {
+  lua_getfield(L, 1, "signal");
+  lua_pushfstring(L, "interrupted: %s", luaL_optstring(L, -1, "signal"));
+  return 1;
+}
+
+static int interrupted_new(lua_State *L) {
+  coil__new_interrupted(L, luaL_optstring(L, 2, "SIGINT"));
+  return 1;
+}
+
 static int is_of(lua_State *L, const char *mt) {
   int r = 0;
   if (lua_getmetatable(L, 1)) {
@@ -177,6 +197,7 @@ static int is_of(lua_State *L, const char *mt) {
 
 static int l_is_cancelled(lua_State *L) { return is_of(L, CANCELLED_MT); }
 static int l_is_timeout(lua_State *L) { return is_of(L, TIMEOUT_MT); }
+static int l_is_interrupted(lua_State *L) { return is_of(L, INTERRUPTED_MT); }
 
 /* Pushes the traceback of co prefixed by msg; when t is given the header
  * names the task ("stack traceback of task 'x':"). */
@@ -854,9 +875,11 @@ static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
     if (t->flags & TF_MAIN) {
       /* an uncaught error in the main task ends the run with status 1 */
       t->flags |= TF_ERR_SEEN;
-      push_error_text(L, ud);
-      coil__message(rt, lua_tostring(L, -1));
-      lua_pop(L, 1);
+      if (!rt->module) {
+        push_error_text(L, ud);
+        coil__message(rt, lua_tostring(L, -1));
+        lua_pop(L, 1);
+      }
       coil__request(rt, 1, 0, "error");
     } else if (listeners) {
       t->flags |= TF_ERR_SEEN;
@@ -1169,6 +1192,7 @@ static const luaL_Reg core_funcs[] = {
     {"defer", l_defer},
     {"is_cancelled", l_is_cancelled},
     {"is_timeout", l_is_timeout},
+    {"is_interrupted", l_is_interrupted},
     {"tasks", l_tasks},
     {"on_error", l_on_error},
     {"_park", l_park},
@@ -1228,6 +1252,17 @@ void coil__task_open(lua_State *L, coil_runtime *rt) {
   lua_setfield(L, -2, "__call");
   lua_setmetatable(L, -2);
   lua_setfield(L, -2, "Timeout");
+
+  luaL_newmetatable(L, INTERRUPTED_MT);
+  lua_pushliteral(L, "coil.Interrupted");
+  lua_setfield(L, -2, "__name");
+  lua_pushcfunction(L, interrupted_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  lua_pushcfunction(L, interrupted_new);
+  lua_setfield(L, -2, "__call");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, -2, "Interrupted");
 
   lua_pushlightuserdata(L, rt);
   luaL_setfuncs(L, core_funcs, 1);

@@ -1,0 +1,198 @@
+/*
+ * coil as a Lua C module (`require "coil"` from stock lua5.4 or busted):
+ * luaopen_coil binds a runtime to luv's loop, and coil.run(fn, ...) drives
+ * that loop until every task is done, with the §3 shutdown on SIGINT/SIGTERM
+ * ending in coil.Interrupted instead of the process's death.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <luv/luv.h>
+
+#include "coil_internal.h"
+
+#define RT_UP(L) ((coil_runtime *)lua_touserdata(L, lua_upvalueindex(1)))
+
+/* ---- coil.run ------------------------------------------------------------ */
+
+/* Resets a runtime for a new run; reopens coil's handles if the last run's
+ * shutdown closed them. */
+static void begin_run(coil_runtime *rt) {
+  int i;
+  if (rt->phase == PHASE_CLOSED) coil__open_handles(rt);
+  rt->phase = PHASE_RUN;
+  rt->exit_set = rt->exit_status = rt->exit_signal = 0;
+  rt->forced = rt->grace_started = rt->deadlocked = 0;
+  rt->mem_exceeded = 0;
+  if (rt->cancel_ref > 0) luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->cancel_ref);
+  rt->cancel_ref = 0;
+  rt->main_task = NULL;
+  atomic_store(&rt->shutdown_claimed, 0);
+  atomic_store(&rt->shutdown_requested, 0);
+  atomic_store(&rt->sig_count, 0);
+  atomic_store(&rt->sig_first, 0);
+  atomic_store(&rt->sig_handled, 0);
+  for (i = 0; i < 32; i++) atomic_store(&rt->sig_pending[i], 0);
+}
+
+/* Pushes the error of a failed main task (the task is on top): a string
+ * error comes with the task's traceback appended, anything else as it is. */
+static void push_main_error(lua_State *L) {
+  int task = lua_gettop(L);
+  lua_getiuservalue(L, task, 1);
+  if (lua_type(L, -1) == LUA_TSTRING &&
+      lua_getiuservalue(L, task, 2) == LUA_TTABLE &&
+      lua_getfield(L, -1, "tb") == LUA_TSTRING) {
+    lua_replace(L, task + 1); /* the traceback begins with the message */
+  }
+  lua_settop(L, task + 1);
+}
+
+static int l_run(lua_State *L) {
+  coil_runtime *rt = RT_UP(L);
+  int nargs = lua_gettop(L) - 1, task_idx, installed;
+  coil_task *t;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (rt->current || rt->owns_state) {
+    lua_pushliteral(L, "coil.run cannot be called from inside a task; use "
+                       "coil.spawn or await");
+    return lua_error(L);
+  }
+  if (rt->in_run) {
+    lua_pushliteral(L, "coil: coil.run is already running");
+    return lua_error(L);
+  }
+  begin_run(rt);
+  rt->in_run = 1;
+  rt->signals = 1;
+  installed = coil__signals_install(rt) == 0;
+
+  t = coil__spawn(L, rt, nargs); /* pushes the task */
+  t->flags |= TF_MAIN;
+  rt->main_task = t;
+  task_idx = lua_gettop(L);
+
+  for (;;) {
+    coil__luv_running(rt, 1);
+    uv_run(rt->loop, UV_RUN_DEFAULT);
+    coil__luv_running(rt, 0);
+    if (rt->phase >= PHASE_CLOSING) {
+      if (!uv_loop_alive(rt->loop)) break;
+      continue;
+    }
+    if (rt->live == 0) break;
+    coil__deadlock(rt);
+  }
+
+  if (installed) coil__signals_uninstall(rt);
+  rt->signals = 0;
+  rt->in_run = 0;
+  rt->main_task = NULL;
+  coil__report_unseen_all(rt);
+
+  if (rt->exit_signal) {
+    coil__new_interrupted(L, coil__signal_name(rt->exit_signal));
+    return lua_error(L);
+  }
+  if (rt->deadlocked) {
+    lua_pushliteral(L, "coil: deadlock: tasks were waiting with nothing to "
+                       "wake them (see the report above)");
+    return lua_error(L);
+  }
+  if (t->outcome == OUTCOME_FAILED) {
+    push_main_error(L);
+    return lua_error(L);
+  }
+  /* results, or the Cancelled that ended it (coil.shutdown, say) */
+  lua_getfield(L, task_idx, "result");
+  lua_pushvalue(L, task_idx);
+  lua_call(L, 1, LUA_MULTRET);
+  return lua_gettop(L) - task_idx;
+}
+
+/* ---- the module ------------------------------------------------------------- */
+
+static void on_module_handle_closed(uv_handle_t *h) {
+  coil_runtime *rt = (coil_runtime *)h->data;
+  if (--rt->closing_count == 0) {
+    coil__heap_free(rt);
+    free(rt);
+  }
+}
+
+/* The Lua state is closing (finalizers run newest first, so this comes
+ * before luv's own loop finalizer): close coil's handles. luv's finalizer
+ * runs the loop until they are closed; the last close frees the runtime. */
+static int module_gc(lua_State *L) {
+  coil_runtime **box = (coil_runtime **)lua_touserdata(L, 1);
+  coil_runtime *rt = *box;
+  uv_handle_t *own[6];
+  int i, n = 0;
+  if (!rt) return 0;
+  *box = NULL;
+  rt->L = NULL;
+  rt->lua_closed = 1;
+  atomic_store(&rt->wake_ok, 0);
+  own[n++] = (uv_handle_t *)&rt->idle;
+  own[n++] = (uv_handle_t *)&rt->check;
+  own[n++] = (uv_handle_t *)&rt->timer;
+  own[n++] = (uv_handle_t *)&rt->grace_timer;
+  own[n++] = (uv_handle_t *)&rt->async;
+  if (rt->usr1_started) own[n++] = (uv_handle_t *)&rt->usr1;
+  rt->closing_count = 0;
+  for (i = 0; i < n; i++) {
+    if (rt->phase == PHASE_CLOSED || uv_is_closing(own[i])) continue;
+    rt->closing_count++;
+    uv_close(own[i], on_module_handle_closed);
+  }
+  if (rt->closing_count == 0) {
+    coil__heap_free(rt);
+    free(rt);
+  }
+  return 0;
+}
+
+COIL_EXTERN int luaopen_coil(lua_State *L);
+
+/* require "coil" from a Lua state coil did not create. */
+int luaopen_coil(lua_State *L) {
+  coil_runtime *rt, **box;
+  lua_State *main;
+
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "coil") == LUA_TTABLE) return 1; /* in the host */
+  lua_pop(L, 2);
+
+  /* coil shares luv's loop */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luv");
+  lua_call(L, 1, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+
+  rt = (coil_runtime *)calloc(1, sizeof *rt);
+  if (!rt) return luaL_error(L, "coil: out of memory");
+  rt->L = main;
+  rt->loop = luv_loop(L);
+  rt->module = 1;
+  rt->grace = 5.0;
+  box = (coil_runtime **)lua_newuserdatauv(L, sizeof *box, 0);
+  *box = rt;
+  lua_newtable(L);
+  lua_pushcfunction(L, module_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, "coil.module");
+  coil__register_runtime(L, rt);
+  coil__open_handles(rt);
+  coil__open(L, rt);
+
+  /* what only the module has */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "coil");
+  lua_pushlightuserdata(L, rt);
+  lua_pushcclosure(L, l_run, 1);
+  lua_setfield(L, -2, "run");
+  return 1;
+}
