@@ -76,11 +76,8 @@ static int l_run(lua_State *L) {
     coil__luv_running(rt, 1);
     uv_run(rt->loop, UV_RUN_DEFAULT);
     coil__luv_running(rt, 0);
-    if (rt->phase >= PHASE_CLOSING) {
-      if (!uv_loop_alive(rt->loop)) break;
-      continue;
-    }
-    if (rt->live == 0) break;
+    if (uv_loop_alive(rt->loop)) continue; /* uv.stop() */
+    if (rt->phase >= PHASE_CLOSING || rt->live == 0) break;
     coil__deadlock(rt);
   }
 

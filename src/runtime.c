@@ -379,17 +379,16 @@ int coil_run(coil_runtime *rt) {
     coil__luv_running(rt, 1);
     uv_run(rt->loop, UV_RUN_DEFAULT);
     coil__luv_running(rt, 0);
-    if (rt->phase == PHASE_CLOSED || rt->phase == PHASE_CLOSING) {
-      if (!uv_loop_alive(rt->loop)) break;
-      continue;
-    }
+    /* uv.stop() from a script returns early: not an end, go on */
+    if (uv_loop_alive(rt->loop)) continue;
+    if (rt->phase >= PHASE_CLOSING) break;
     if (rt->live == 0) {
       /* nothing left: close what remains (unreferenced handles) */
       rt->phase = PHASE_CLOSING;
       coil__close_handles(rt);
       continue;
     }
-    if (coil__deadlock(rt)) continue;
+    coil__deadlock(rt);
   }
   rt->phase = PHASE_CLOSED;
   coil__after_loop(rt);
