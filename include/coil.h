@@ -39,7 +39,8 @@ extern "C" {
   XX(ESTATE, "the runtime is shutting down or closed")                        \
   XX(EBUSY, "another runtime already handles the process's signals")          \
   XX(ELOOP, "the libuv loop could not be set up")                             \
-  XX(ELUA, "a Lua error")
+  XX(ELUA, "a Lua error")                                                     \
+  XX(ECANCELED, "the task was cancelled")
 
 typedef enum {
   COIL_OK = 0,
@@ -58,8 +59,9 @@ typedef void (*coil_closed_cb)(coil_runtime *rt, int status, void *ud);
 
 /* Called when a task started by coil_spawn_call ends. On success status is 0
  * and the task's results are on top of the Lua stack (nresults of them);
- * on failure status is COIL_ELUA and the error object is on top (nresults 1).
- * The callback must leave the stack as it found it. */
+ * on failure status is COIL_ELUA, or COIL_ECANCELED if it was cancelled, and
+ * the error object is on top (nresults 1). The callback must leave the
+ * stack as it found it. */
 typedef void (*coil_done_cb)(coil_runtime *rt, int status, int nresults,
                              void *ud);
 

@@ -151,6 +151,9 @@ struct coil_runtime {
   int closing_count;   /* coil's own handles still closing */
   int async_reffed;    /* waiting for a signal keeps the loop alive */
   int free_pending;    /* coil_free came before the closes finished */
+  int in_on_closed;    /* on_closed is running: coil_free waits for it */
+  void *refused_ptr;   /* the allocation the memory limit refused last */
+  size_t refused_size;
   uint64_t shutdown_started; /* loop time of the request, ms */
   int lua_closed;
 };
@@ -173,7 +176,8 @@ COIL_INTERNAL void coil__check_memory(coil_runtime *rt);
 COIL_INTERNAL void coil__task_open(lua_State *L, coil_runtime *rt);
 COIL_INTERNAL coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs);
 COIL_INTERNAL int coil__cancel(lua_State *L, coil_task *t, int err_idx);
-COIL_INTERNAL int coil__attach_done_cb(lua_State *L, coil_done_cb cb, void *ud);
+COIL_INTERNAL void *coil__done_record_new(coil_done_cb cb, void *ud);
+COIL_INTERNAL void coil__attach_done_record(lua_State *L, void *rec);
 COIL_INTERNAL void coil__make_ready(coil_runtime *rt, coil_task *t);
 COIL_INTERNAL void coil__run_ready(coil_runtime *rt);
 COIL_INTERNAL coil_task *coil__await_check(lua_State *L, const char *what);
@@ -216,6 +220,8 @@ COIL_INTERNAL void coil__signals_uninstall(coil_runtime *rt);
 COIL_INTERNAL void coil__signals_poll(coil_runtime *rt);
 COIL_INTERNAL void coil__signal_open(lua_State *L, coil_runtime *rt);
 COIL_INTERNAL void coil__clear_hook(coil_runtime *rt, lua_State *co);
+COIL_INTERNAL int coil__signals_pending(coil_runtime *rt);
+COIL_INTERNAL void coil__interrupt_running(coil_runtime *rt);
 COIL_INTERNAL int coil__signal_number(const char *name);
 COIL_INTERNAL const char *coil__signal_name(int signo);
 

@@ -99,6 +99,8 @@ int coil__open(lua_State *L, coil_runtime *rt) {
     luv_set_callback(L, luv_pcall_cb);
     luaL_requiref(L, "luv", luaopen_luv, 0);
     lua_pop(L, 1);
+    /* a plugin on a host's loop never runs it itself: uv.run refuses */
+    if (!rt->owns_loop) luv_context(L)->mode = UV_RUN_DEFAULT;
   }
 
   lua_newtable(L);
@@ -115,6 +117,8 @@ int coil__open(lua_State *L, coil_runtime *rt) {
   coil__signal_open(L, rt);
   lua_pushboolean(L, rt->owns_state);
   lua_setfield(L, -2, "_host");
+  lua_pushboolean(L, !rt->owns_loop && !rt->module);
+  lua_setfield(L, -2, "_host_loop");
   lua_getfield(L, LUA_REGISTRYINDEX, "coil.hooks");
   lua_setfield(L, -2, "_hooks");
   lua_setfield(L, -2, "coil");

@@ -126,10 +126,18 @@ static void *coil_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     size_t limit = rt->mem_limit;
     if (rt->mem_exceeded) limit += limit / 4;
     if (rt->mem_used + (nsize - osize) > limit) {
-      if (!rt->mem_exceeded) rt->mem_exceeded = 1;
+      /* Lua collects garbage and asks again with the same arguments: only a
+       * second refusal of the same request means the limit is really hit */
+      if (rt->refused_ptr == ptr && rt->refused_size == nsize) {
+        if (!rt->mem_exceeded) rt->mem_exceeded = 1;
+      } else {
+        rt->refused_ptr = ptr;
+        rt->refused_size = nsize;
+      }
       return NULL;
     }
   }
+  rt->refused_size = 0;
   ptr = realloc(ptr, nsize);
   if (ptr) rt->mem_used += nsize - osize;
   return ptr;
@@ -323,7 +331,9 @@ int coil_spawn_file(coil_runtime *rt, const char *path, int argc,
     lua_setglobal(L, "arg");
   }
   for (i = 1; i < argc; i++) lua_pushstring(L, argv[i]);
-  return spawn_function(rt, argc > 0 ? argc - 1 : 0, 1);
+  r = spawn_function(rt, argc > 0 ? argc - 1 : 0, 1);
+  if (r == 0) lua_pop(L, 1);
+  return r;
 }
 
 int coil_spawn_string(coil_runtime *rt, const char *chunk, const char *name) {
@@ -332,21 +342,31 @@ int coil_spawn_string(coil_runtime *rt, const char *chunk, const char *name) {
   r = load_checked(rt, luaL_loadbuffer(rt->L, chunk, strlen(chunk),
                                        name ? name : "=(string)"));
   if (r) return r;
-  return spawn_function(rt, 0, 1);
+  r = spawn_function(rt, 0, 1);
+  if (r == 0) lua_pop(rt->L, 1);
+  return r;
 }
 
 int coil_spawn_call(coil_runtime *rt, int nargs, coil_done_cb done_cb,
                     void *ud) {
   lua_State *L = rt->L;
+  void *rec = NULL;
   int r;
   if (nargs < 0 || lua_gettop(L) < nargs + 1 ||
       lua_type(L, -(nargs + 1)) != LUA_TFUNCTION)
     return COIL_EINVAL;
+  if (done_cb && !(rec = coil__done_record_new(done_cb, ud))) {
+    lua_pop(L, nargs + 1);
+    return COIL_ENOMEM;
+  }
   r = spawn_function(rt, nargs, 0);
-  if (r) return r;
-  if (done_cb) r = coil__attach_done_cb(L, done_cb, ud);
+  if (r) {
+    free(rec);
+    return r;
+  }
+  if (rec) coil__attach_done_record(L, rec);
   lua_pop(L, 1);
-  return r;
+  return 0;
 }
 
 int coil_spawn_main(coil_runtime *rt, int nargs) {
@@ -410,6 +430,8 @@ int coil_shutdown(coil_runtime *rt, int status) {
   if (atomic_compare_exchange_strong(&rt->shutdown_claimed, &expected, 1)) {
     atomic_store(&rt->shutdown_request_status, status);
     atomic_store(&rt->shutdown_requested, 1);
+    /* Lua code that never yields is reached too (after 50 ms) */
+    coil__interrupt_running(rt);
   }
   if (atomic_load(&rt->wake_ok)) uv_async_send(&rt->async);
   return 0;
@@ -417,6 +439,10 @@ int coil_shutdown(coil_runtime *rt, int status) {
 
 void coil_free(coil_runtime *rt) {
   if (!rt) return;
+  if (rt->in_on_closed) {
+    rt->free_pending = 1; /* done once on_closed returns */
+    return;
+  }
   coil__signals_uninstall(rt);
   if (rt->phase < PHASE_CLOSING) {
     /* a host freeing a runtime it did not shut down: no grace, no hooks */

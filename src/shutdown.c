@@ -195,8 +195,13 @@ static void on_own_closed(uv_handle_t *h) {
   rt->phase = PHASE_CLOSED;
   if (!rt->closed_notified) {
     rt->closed_notified = 1;
-    if (rt->on_closed && !rt->free_pending)
+    if (rt->on_closed && !rt->free_pending) {
+      /* the host may coil_free(rt) from on_closed: that is deferred to
+       * here, after the callback returned */
+      rt->in_on_closed = 1;
       rt->on_closed(rt, rt->exit_status, rt->ud);
+      rt->in_on_closed = 0;
+    }
   }
   if (rt->free_pending) {
     rt->free_pending = 0;
@@ -236,6 +241,14 @@ int coil__deadlock(coil_runtime *rt) {
   lua_State *L = rt->L;
   size_t n, i;
   coil_task **all;
+  /* a request that came while the loop ran dry (its wake-up handle does not
+   * keep an own loop alive) is acted on, not mistaken for a deadlock */
+  if (atomic_load(&rt->shutdown_requested) ||
+      atomic_load(&rt->sig_handled) < atomic_load(&rt->sig_count) ||
+      coil__signals_pending(rt)) {
+    coil__on_async(rt);
+    return 1;
+  }
   if (rt->phase == PHASE_RUN && rt->signals && !rt->async_reffed &&
       rt->owns_loop &&
       coil__call_hook(rt, "waiting_for_signal", 0, 1) == LUA_OK) {

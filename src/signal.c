@@ -64,7 +64,7 @@ const char *coil__signal_name(int signo) {
  * yields within 50 ms is left alone (the loop handles the signal); code
  * still running then gets the shutdown's Cancelled raised in it. */
 static void busy_hook(lua_State *L, lua_Debug *ar) {
-  coil_runtime *rt = atomic_load(&signal_rt);
+  coil_runtime *rt = coil__rt(L);
   uint64_t now = uv_hrtime();
   int signo;
   (void)ar;
@@ -80,13 +80,20 @@ static void busy_hook(lua_State *L, lua_Debug *ar) {
   if (now - rt->hook_t0 < BUSY_NS) return;
   coil__clear_hook(rt, L);
   signo = atomic_load(&rt->sig_first);
-  /* the loop could not act on the signal: start the shutdown from here, so
+  /* the loop could not act on the request: start the shutdown from here, so
    * that it (not this task's end) decides the exit status */
-  coil__request(rt, 128 + signo, signo, coil__signal_name(signo));
+  if (signo) {
+    atomic_fetch_add(&rt->sig_handled, 1);
+    coil__request(rt, 128 + signo, signo, coil__signal_name(signo));
+  } else {
+    atomic_store(&rt->shutdown_requested, 0);
+    coil__request(rt, atomic_load(&rt->shutdown_request_status), 0,
+                  "shutdown");
+  }
   if (rt->current)
     rt->current->flags |=
         TF_HOOK_CANCELLED | TF_SHUTDOWN_CANCELLED | TF_CANCELLED_ONCE;
-  coil__new_cancelled(L, coil__signal_name(signo));
+  coil__new_cancelled(L, signo ? coil__signal_name(signo) : "shutdown");
   lua_error(L);
 }
 
@@ -101,7 +108,6 @@ void coil__clear_hook(coil_runtime *rt, lua_State *co) {
 static void on_interrupt(int signo) {
   int saved_errno = errno;
   coil_runtime *rt = atomic_load(&signal_rt);
-  lua_State *running;
   if (!rt) goto out;
   if (atomic_load(&rt->sig_override[signo])) {
     atomic_fetch_add(&rt->sig_pending[signo], 1);
@@ -115,12 +121,7 @@ static void on_interrupt(int signo) {
       raise(signo);
       goto out;
     }
-    running = atomic_load(&rt->running_L);
-    if (running && atomic_load(&rt->sig_handled) < n) {
-      atomic_store(&rt->hook_armed, 1);
-      lua_sethook(running, busy_hook,
-                  LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
-    }
+    if (atomic_load(&rt->sig_handled) < n) coil__interrupt_running(rt);
   }
   if (atomic_load(&rt->wake_ok)) uv_async_send(&rt->async);
 out:
@@ -169,6 +170,25 @@ void coil__signals_uninstall(coil_runtime *rt) {
     installed[i] = 0;
   }
   atomic_store(&signal_rt, NULL);
+}
+
+/* Whether an on_signal-handled signal waits to be dispatched. */
+int coil__signals_pending(coil_runtime *rt) {
+  int signo;
+  for (signo = 1; signo < 32; signo++)
+    if (atomic_load(&rt->sig_pending[signo])) return 1;
+  return 0;
+}
+
+/* Arms the busy-task hook in whatever Lua code of rt is running (from a
+ * signal handler or another thread: lua_sethook is safe there). */
+void coil__interrupt_running(coil_runtime *rt) {
+  lua_State *running = atomic_load(&rt->running_L);
+  if (running) {
+    atomic_store(&rt->hook_armed, 1);
+    lua_sethook(running, busy_hook,
+                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  }
 }
 
 /* On the loop: acts on the interrupts counted by the handler. The first

@@ -946,24 +946,34 @@ static void run_done_cb(coil_runtime *rt, coil_task *t, int ud_idx) {
     }
   }
   if (rec->cb)
-    rec->cb(rt, t->outcome == OUTCOME_OK ? 0 : COIL_ELUA, n, rec->ud);
+    rec->cb(rt,
+            t->outcome == OUTCOME_OK          ? 0
+            : t->outcome == OUTCOME_CANCELLED ? COIL_ECANCELED
+                                              : COIL_ELUA,
+            n, rec->ud);
   lua_settop(L, top);
   free(rec);
 }
 
-/* Attaches a done callback to the task on top of L's stack. */
-int coil__attach_done_cb(lua_State *L, coil_done_cb cb, void *ud) {
-  coil_task *t = (coil_task *)lua_touserdata(L, -1);
+/* A done callback for coil_spawn_call, allocated before the task is spawned
+ * so that a failure leaves nothing half done. */
+void *coil__done_record_new(coil_done_cb cb, void *ud) {
   done_record *rec = (done_record *)malloc(sizeof *rec);
-  if (!rec) return COIL_ENOMEM;
-  rec->cb = cb;
-  rec->ud = ud;
+  if (rec) {
+    rec->cb = cb;
+    rec->ud = ud;
+  }
+  return rec;
+}
+
+/* Attaches rec to the task on top of L's stack. */
+void coil__attach_done_record(lua_State *L, void *rec) {
+  coil_task *t = (coil_task *)lua_touserdata(L, -1);
   push_extras(L, -1, 1);
   lua_pushlightuserdata(L, rec);
   lua_setfield(L, -2, "done_cb");
   lua_pop(L, 1);
   t->flags |= TF_HAS_DONE_CB;
-  return 0;
 }
 
 /* ---- the scheduler -------------------------------------------------------------- */

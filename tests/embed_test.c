@@ -434,7 +434,181 @@ static void test_free_without_running(void) {
   coil_free(rt);
 }
 
+/* ---- regressions ------------------------------------------------------------------ */
+
+static void free_from_on_closed(coil_runtime *rt, int status, void *ud) {
+  closed_record *rec = (closed_record *)ud;
+  rec->closed++;
+  rec->status = status;
+  coil_free(rt); /* allowed: takes effect once on_closed returns */
+}
+
+static void test_free_from_on_closed(void) {
+  uv_loop_t loop;
+  closed_record rec = {0, -1};
+  coil_config cfg;
+  coil_runtime *rt;
+  CHECK_EQ(uv_loop_init(&loop), 0);
+  coil_config_init(&cfg);
+  cfg.loop = &loop;
+  cfg.on_closed = free_from_on_closed;
+  cfg.ud = &rec;
+  CHECK_EQ(coil_new(&rt, &cfg), 0);
+  CHECK_EQ(coil_spawn_string(rt, "require('coil').sleep(60)", "=p"), 0);
+  CHECK_EQ(coil_shutdown(rt, 0), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ(rec.closed, 1);
+  CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
+/* Garbage alone never trips the limit: Lua collects and asks again. */
+static void test_memory_limit_counts_live_data_only(void) {
+  uv_loop_t loop;
+  closed_record rec = {0, -1};
+  coil_config cfg;
+  coil_runtime *rt;
+  CHECK_EQ(uv_loop_init(&loop), 0);
+  coil_config_init(&cfg);
+  cfg.loop = &loop;
+  cfg.memory_limit = 4u << 20;
+  cfg.on_closed = on_closed;
+  cfg.ud = &rec;
+  CHECK_EQ(coil_new(&rt, &cfg), 0);
+  CHECK_EQ(coil_spawn_string(rt,
+                             "local coil = require 'coil'\n"
+                             "local keep = {}\n"
+                             "for i = 1, 2600 do keep[i] = ('k'):rep(1000) .. i end\n"
+                             "for i = 1, 2e5 do local s = ('g'):rep(1000) .. i\n"
+                             "  if i % 5000 == 0 then coil.sleep(0) end end\n"
+                             "survived = true\n"
+                             "coil.stopping():wait()",
+                             "=garbage"),
+           0);
+  for (int i = 0; i < 5000 && lua_getglobal(coil_lua(rt), "survived") == LUA_TNIL;
+       i++) {
+    lua_pop(coil_lua(rt), 1);
+    uv_run(&loop, UV_RUN_NOWAIT);
+  }
+  lua_pop(coil_lua(rt), 1);
+  CHECK_EQ(rec.closed, 0);
+  CHECK_EQ(coil_shutdown(rt, 0), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ(rec.status, 0);
+  coil_free(rt);
+  CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
+static void test_spawn_leaves_stack_clean(void) {
+  coil_runtime *rt;
+  int i;
+  CHECK_EQ(coil_new(&rt, NULL), 0);
+  for (i = 0; i < 100; i++) CHECK_EQ(coil_spawn_string(rt, "return", "=c"), 0);
+  CHECK_EQ(coil_spawn_file(rt, "/dev/null", 0, NULL), 0);
+  CHECK_EQ(lua_gettop(coil_lua(rt)), 0);
+  CHECK_EQ(coil_run(rt), 0);
+  coil_free(rt);
+}
+
+static void *shutdown_busy(void *arg) {
+  (void)arg;
+  sleep_ms(100);
+  coil_shutdown(shared_rt, 9);
+  return NULL;
+}
+
+/* A plugin that never yields is reached by coil_shutdown from a thread. */
+static void test_shutdown_reaches_busy_plugin(void) {
+  uv_loop_t loop;
+  closed_record rec = {0, -1};
+  coil_config cfg;
+  pthread_t thread;
+  CHECK_EQ(uv_loop_init(&loop), 0);
+  coil_config_init(&cfg);
+  cfg.loop = &loop;
+  cfg.grace = 0.1;
+  cfg.on_closed = on_closed;
+  cfg.ud = &rec;
+  CHECK_EQ(coil_new(&shared_rt, &cfg), 0);
+  CHECK_EQ(coil_spawn_string(shared_rt,
+                             "local coil = require 'coil'\n"
+                             "coil.defer(function() cleaned = true end)\n"
+                             "while true do end",
+                             "=busy"),
+           0);
+  pthread_create(&thread, NULL, shutdown_busy, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  pthread_join(thread, NULL);
+  CHECK_EQ(rec.closed, 1);
+  CHECK_EQ(rec.status, 9);
+  CHECK(lua_getglobal(coil_lua(shared_rt), "cleaned") == LUA_TBOOLEAN);
+  coil_free(shared_rt);
+  CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
+static void shutdown_when_done(coil_runtime *rt, int status, int n,
+                               void *ud) {
+  (void)status;
+  (void)n;
+  (void)ud;
+  coil_shutdown(rt, 0);
+}
+
+/* A request made as the loop runs dry is acted on, not taken for a deadlock. */
+static void test_pending_shutdown_is_not_a_deadlock(void) {
+  coil_runtime *rt;
+  CHECK_EQ(coil_new(&rt, NULL), 0);
+  CHECK_EQ(coil_spawn_string(rt, "require('coil').stopping():wait()", "=main"),
+           0);
+  CHECK_EQ(luaL_loadstring(coil_lua(rt), "require('coil').sleep(0.01)"), 0);
+  CHECK_EQ(coil_spawn_call(rt, 0, shutdown_when_done, NULL), 0);
+  CHECK_EQ(coil_run(rt), 0);
+  coil_free(rt);
+}
+
+static void test_cancelled_call_is_told_apart(void) {
+  coil_runtime *rt;
+  lua_State *L;
+  call_record rec = {0, -1, -1, 0, ""};
+  CHECK_EQ(coil_new(&rt, NULL), 0);
+  L = coil_lua(rt);
+  CHECK_EQ(luaL_loadstring(L, "require('coil').sleep(60)"), 0);
+  CHECK_EQ(coil_spawn_call(rt, 0, on_call_done, &rec), 0);
+  CHECK_EQ(coil_spawn_string(rt, "require('coil').shutdown(0)", "=stop"), 0);
+  CHECK_EQ(coil_run(rt), 0);
+  CHECK_EQ(rec.status, COIL_ECANCELED);
+  coil_free(rt);
+}
+
+static void test_plugin_cannot_stop_the_host_loop(void) {
+  uv_loop_t loop;
+  closed_record rec = {0, -1};
+  coil_runtime *rt;
+  CHECK_EQ(uv_loop_init(&loop), 0);
+  rt = new_plugin(&loop, &rec,
+                  "local uv = require 'luv'\n"
+                  "stop_ok = pcall(uv.stop)\n"
+                  "run_ok = pcall(uv.run)\n"
+                  "require('coil').shutdown(0)");
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ(rec.closed, 1);
+  CHECK(lua_getglobal(coil_lua(rt), "stop_ok") == LUA_TBOOLEAN);
+  CHECK(!lua_toboolean(coil_lua(rt), -1));
+  CHECK(lua_getglobal(coil_lua(rt), "run_ok") == LUA_TBOOLEAN);
+  CHECK(!lua_toboolean(coil_lua(rt), -1));
+  coil_free(rt);
+  CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
 static const test_case cases[] = {
+    {"free_from_on_closed", test_free_from_on_closed},
+    {"memory_limit_counts_live_data_only",
+     test_memory_limit_counts_live_data_only},
+    {"spawn_leaves_stack_clean", test_spawn_leaves_stack_clean},
+    {"shutdown_reaches_busy_plugin", test_shutdown_reaches_busy_plugin},
+    {"pending_shutdown_is_not_a_deadlock",
+     test_pending_shutdown_is_not_a_deadlock},
+    {"cancelled_call_is_told_apart", test_cancelled_call_is_told_apart},
+    {"plugin_cannot_stop_the_host_loop", test_plugin_cannot_stop_the_host_loop},
     {"host_loop_two_plugins", test_host_loop_two_plugins},
     {"shutdown_from_thread", test_shutdown_from_thread},
     {"shutdown_from_signal_handler", test_shutdown_from_signal_handler},
