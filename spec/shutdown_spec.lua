@@ -157,6 +157,17 @@ session closed
     assert.is_true(r.after_signal < 10, "took " .. r.after_signal)
   end)
 
+  it("does not wait forever for a request stuck in the threadpool", function()
+    local fifo = os.tmpname()
+    os.remove(fifo)
+    assert.is_true(os.execute("mkfifo " .. fifo))
+    local r = interrupt({ "--grace", "0.5", fixture "sd_stuck_request", fifo }, { "sigint" })
+    os.remove(fifo)
+    assert.equal(2, r.signal)
+    assert.matches("a request still in flight did not finish", r.stderr)
+    assert.is_true(r.after_signal < 5, "took " .. r.after_signal)
+  end)
+
   it("keeps a signal that was ignored at start ignored (nohup)", function()
     local r = proc.start("/bin/sh", { "-c", "trap '' HUP; exec " .. COIL_BIN ..
       " -e 'local c = require \"coil\"; print(\"ready\"); c.sleep(0.3); print(\"survived\")'" })

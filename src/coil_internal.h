@@ -152,6 +152,7 @@ struct coil_runtime {
   int async_reffed;    /* waiting for a signal keeps the loop alive */
   int free_pending;    /* coil_free came before the closes finished */
   int in_on_closed;    /* on_closed is running: coil_free waits for it */
+  int abandoned;       /* gave up waiting for a stuck request at teardown */
   void *refused_ptr;   /* the allocation the memory limit refused last */
   size_t refused_size;
   uint64_t shutdown_started; /* loop time of the request, ms */

@@ -76,11 +76,19 @@ static int l_run(lua_State *L) {
     coil__luv_running(rt, 1);
     uv_run(rt->loop, UV_RUN_DEFAULT);
     coil__luv_running(rt, 0);
+    if (rt->abandoned) break;
     if (uv_loop_alive(rt->loop)) continue; /* uv.stop() */
     if (rt->phase >= PHASE_CLOSING || rt->live == 0) break;
     coil__deadlock(rt);
   }
 
+  if (rt->phase >= PHASE_CLOSING &&
+      !uv_is_closing((uv_handle_t *)&rt->grace_timer)) {
+    /* a shutdown ran: its linger timer goes too, the next run reopens */
+    uv_close((uv_handle_t *)&rt->grace_timer, NULL);
+    if (!rt->abandoned) uv_run(rt->loop, UV_RUN_NOWAIT);
+  }
+  rt->abandoned = 0;
   if (installed) coil__signals_uninstall(rt);
   rt->signals = 0;
   rt->in_run = 0;
@@ -138,7 +146,9 @@ static int module_gc(lua_State *L) {
   if (rt->usr1_started) own[n++] = (uv_handle_t *)&rt->usr1;
   rt->closing_count = 0;
   for (i = 0; i < n; i++) {
-    if (rt->phase == PHASE_CLOSED || uv_is_closing(own[i])) continue;
+    if ((rt->phase == PHASE_CLOSED && own[i] != (uv_handle_t *)&rt->usr1) ||
+        uv_is_closing(own[i]))
+      continue;
     rt->closing_count++;
     uv_close(own[i], on_module_handle_closed);
   }

@@ -399,6 +399,7 @@ int coil_run(coil_runtime *rt) {
     coil__luv_running(rt, 1);
     uv_run(rt->loop, UV_RUN_DEFAULT);
     coil__luv_running(rt, 0);
+    if (rt->abandoned) break;
     /* uv.stop() from a script returns early: not an end, go on */
     if (uv_loop_alive(rt->loop)) continue;
     if (rt->phase >= PHASE_CLOSING) break;
@@ -410,15 +411,21 @@ int coil_run(coil_runtime *rt) {
     }
     coil__deadlock(rt);
   }
+  if (!uv_is_closing((uv_handle_t *)&rt->grace_timer)) {
+    uv_close((uv_handle_t *)&rt->grace_timer, NULL);
+    if (!rt->abandoned) uv_run(rt->loop, UV_RUN_NOWAIT);
+  }
   rt->phase = PHASE_CLOSED;
   coil__after_loop(rt);
   if (rt->owns_loop) {
-    int r = uv_loop_close(rt->loop);
+    /* after giving up on a stuck request the loop cannot close: the
+     * process is about to exit, and that request with it */
+    int r = rt->abandoned ? 0 : uv_loop_close(rt->loop);
     if (r != 0) {
       fprintf(stderr, "coil: internal error: the loop did not close (%s)\n",
               uv_strerror(r));
     }
-    rt->owns_loop = 2; /* closed */
+    rt->owns_loop = 2; /* closed, or abandoned */
   }
   return rt->exit_status;
 }

@@ -189,6 +189,15 @@ void coil__force_all(coil_runtime *rt, const char *why) {
 
 /* ---- closing handles ---------------------------------------------------- */
 
+static void on_linger(uv_timer_t *timer) {
+  coil_runtime *rt = (coil_runtime *)timer->data;
+  if (!rt->quiet)
+    coil__message(rt, "a request still in flight did not finish; not "
+                      "waiting for it any longer");
+  rt->abandoned = 1;
+  uv_stop(rt->loop);
+}
+
 static void on_own_closed(uv_handle_t *h) {
   coil_runtime *rt = (coil_runtime *)h->data;
   if (--rt->closing_count > 0) return;
@@ -227,8 +236,19 @@ void coil__close_handles(coil_runtime *rt) {
   close_own(rt, (uv_handle_t *)&rt->idle);
   close_own(rt, (uv_handle_t *)&rt->check);
   close_own(rt, (uv_handle_t *)&rt->timer);
-  close_own(rt, (uv_handle_t *)&rt->grace_timer);
-  if (rt->usr1_started) close_own(rt, (uv_handle_t *)&rt->usr1);
+  if (rt->owns_loop || rt->module) {
+    /* The grace timer now bounds the wait for what the loop still runs: a
+     * request stuck in a threadpool (a read from a FIFO, say) must not keep
+     * a shutting-down process alive. coil_run closes it last. */
+    uv_timer_start(&rt->grace_timer, on_linger,
+                   (uint64_t)((rt->grace > 1 ? rt->grace : 1) * 1000.0), 0);
+  } else {
+    close_own(rt, (uv_handle_t *)&rt->grace_timer);
+  }
+  if (rt->usr1_started) {
+    close_own(rt, (uv_handle_t *)&rt->usr1);
+    rt->usr1_started = 0;
+  }
   if (rt->L) coil__call_hook(rt, "close_handles", 0, 0);
 }
 

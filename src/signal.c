@@ -20,8 +20,8 @@
 static coil_runtime *_Atomic signal_rt;
 
 static const int interrupts[] = {SIGINT, SIGTERM, SIGHUP};
-static struct sigaction saved[3];
-static int installed[3];
+static struct sigaction saved[3], saved_pipe;
+static int installed[3], pipe_ignored;
 
 static const struct {
   const char *name;
@@ -154,11 +154,20 @@ int coil__signals_install(coil_runtime *rt) {
     sigaction(interrupts[i], &sa, NULL);
     installed[i] = 1;
   }
-  uv_signal_init(rt->loop, &rt->usr1);
-  rt->usr1.data = rt;
-  uv_signal_start(&rt->usr1, on_usr1, SIGUSR1);
-  uv_unref((uv_handle_t *)&rt->usr1);
-  rt->usr1_started = 1;
+  /* A write to a peer that has gone must be an EPIPE error, not a death
+   * without cleanup (Node does the same); children get it back by default. */
+  sigaction(SIGPIPE, NULL, &saved_pipe);
+  if (saved_pipe.sa_handler == SIG_DFL) {
+    signal(SIGPIPE, SIG_IGN);
+    pipe_ignored = 1;
+  }
+  if (!rt->usr1_started) {
+    uv_signal_init(rt->loop, &rt->usr1);
+    rt->usr1.data = rt;
+    uv_signal_start(&rt->usr1, on_usr1, SIGUSR1);
+    uv_unref((uv_handle_t *)&rt->usr1);
+    rt->usr1_started = 1;
+  }
   return 0;
 }
 
@@ -169,6 +178,8 @@ void coil__signals_uninstall(coil_runtime *rt) {
     if (installed[i]) sigaction(interrupts[i], &saved[i], NULL);
     installed[i] = 0;
   }
+  if (pipe_ignored) sigaction(SIGPIPE, &saved_pipe, NULL);
+  pipe_ignored = 0;
   atomic_store(&signal_rt, NULL);
 }
 

@@ -22,7 +22,24 @@ for name, fn in pairs(uv) do
     uv[name] = tracked(fn)
   end
 end
-uv.spawn = tracked(uv.spawn)
+-- A child is reaped only while its process handle is open: one that
+-- closing must kill is closed from its exit callback, once libuv reaped it,
+-- so no zombie is left behind.
+local exited = setmetatable({}, { __mode = "k" })
+local close_on_exit = setmetatable({}, { __mode = "k" })
+local uv_spawn = uv.spawn
+function uv.spawn(path, options, on_exit)
+  local handle
+  local function exit_cb(...)
+    exited[handle] = true
+    if on_exit then on_exit(...) end
+    if close_on_exit[handle] and not handle:is_closing() then handle:close() end
+  end
+  local pid
+  handle, pid = uv_spawn(path, options, exit_cb)
+  if handle then handles[handle] = true end
+  return handle, pid
+end
 
 -- coil runs the loop: a nested uv.run would re-enter it from a task or a
 -- callback (luv 1.44 does not refuse that itself)
@@ -61,11 +78,13 @@ end
 function core._hooks.close_handles()
   for handle in pairs(handles) do
     if is_open(handle) then
-      if handle.kill and handle.get_pid then
-        -- a child process: never leave an orphan behind
+      if handle.kill and handle.get_pid and not exited[handle] then
+        -- a child process: never leave an orphan, nor a zombie, behind
+        close_on_exit[handle] = true
         pcall(handle.kill, handle, "sigkill")
+      else
+        pcall(handle.close, handle)
       end
-      pcall(handle.close, handle)
     end
   end
 end

@@ -19,4 +19,24 @@ if core._host then
   os.exit = core._exit
 end
 
+-- Awaitable I/O (docs/io.md): coil.await now, coil.fs / coil.net /
+-- coil.process loaded on first use.
+coil.await = require "coil.await"
+do
+  local lazy = { fs = "coil.fs", net = "coil.net", process = "coil.process" }
+  local mt = getmetatable(coil) or {}
+  local index = mt.__index
+  mt.__index = function(t, key)
+    local name = lazy[key]
+    if name then
+      local module = package.loaded[name] or require(name)
+      rawset(t, key, module)
+      return module
+    end
+    if type(index) == "function" then return index(t, key) end
+    if index then return index[key] end
+  end
+  setmetatable(coil, mt)
+end
+
 return coil

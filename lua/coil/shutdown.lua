@@ -12,6 +12,14 @@ local format, concat = string.format, table.concat
 
 local stopping = sync.event()
 local shutdown_hooks = {}
+local intake_stoppers = {}
+
+--- core._on_stop_intake(fn): fn() is called, as a plain function, at the very
+-- start of step 2, before any on_shutdown hook: listeners stop accepting,
+-- children are sent SIGTERM.
+function core._on_stop_intake(fn)
+  intake_stoppers[#intake_stoppers + 1] = fn
+end
 
 --- coil.stopping() -> event set when the shutdown begins.
 function core.stopping() return stopping end
@@ -42,6 +50,12 @@ end
 function hooks.drive()
   core.current():name("shutdown")
   stopping:set()
+  for _, stop in ipairs(intake_stoppers) do
+    local ok, err = pcall(stop)
+    if not ok and not is_cancelled(err) then
+      core._report("stopping intake failed: " .. tostring(err))
+    end
+  end
   while #shutdown_hooks > 0 do
     local hook = table.remove(shutdown_hooks)
     local task = spawn(hook.fn)

@@ -1,0 +1,271 @@
+--- coil.fs: files and directories through libuv's threadpool, as awaiting
+-- calls. Failures return `nil, err` with luv's message ("ENOENT: no such
+-- file or directory: /x"); wrong arguments raise. A file opened with
+-- fs.open belongs to the task that opened it and is closed when that task
+-- ends, if it was not closed before.
+local core = require "coil"
+local uv = require "luv"
+require "coil.await"
+
+local await, current, defer = core._await, core.current, core.defer
+local type, error, tostring = type, error, tostring
+local setmetatable, getmetatable, pairs = setmetatable, getmetatable, pairs
+local concat, sort = table.concat, table.sort
+local math_type = math.type
+
+local M = {}
+
+local CHUNK = 64 * 1024
+
+local function need_task(what)
+  if not current() then
+    error("coil: fs." .. what .. " must be called from inside a task", 3)
+  end
+end
+
+local function check_string(value, what, name)
+  if type(value) ~= "string" then
+    error(("coil: fs.%s: %s must be a string, got %s"):format(what, name, type(value)), 3)
+  end
+end
+
+local function check_mode(value, what, default)
+  if value == nil then return default end
+  if math_type(value) ~= "integer" or value < 0 then
+    error(("coil: fs.%s: mode must be a non-negative integer, got %s")
+          :format(what, tostring(value)), 3)
+  end
+  return value
+end
+
+-- Files -----------------------------------------------------------------
+
+local File = { __name = "coil.file" }
+File.__index = File
+
+function File:__tostring()
+  return ("coil.file (%s%s)"):format(self.path, self.fd and "" or ", closed")
+end
+
+-- Files each task still has open: task -> set of files, closed by one
+-- defer per task (so a task that opens many files keeps one defer).
+local owned = setmetatable({}, { __mode = "k" })
+
+local function close_all(set)
+  for file in pairs(set) do file:close() end
+end
+
+local function own(file)
+  local me = current()
+  local set = owned[me]
+  if not set then
+    set = {}
+    owned[me] = set
+    defer(close_all, set)
+  end
+  set[file] = true
+  file.owner = set
+end
+
+-- The fd is closed once no request uses it any more: closing it under a
+-- read still running in the threadpool could let that read hit another
+-- file that reused the number.
+local function release(self)
+  if self.closed and self.busy == 0 and self.fd then
+    local fd = self.fd
+    self.fd = nil
+    uv.fs_close(fd)
+  end
+end
+
+local function done_request(self)
+  self.busy = self.busy - 1
+  release(self)
+end
+
+-- Runs one fs request on this file; the fd stays open until its callback.
+local function request(self, fn, ...)
+  self.busy = self.busy + 1
+  local late = function() done_request(self) end
+  local err, result = await(late, nil, fn, self.fd, ...)
+  done_request(self)
+  return err, result
+end
+
+local function check_file(self, what)
+  if getmetatable(self) ~= File then
+    error("coil: file:" .. what .. " expects a file (use file:" .. what .. "(...))", 3)
+  end
+  if self.closed then error("coil: file:" .. what .. " on a closed file", 3) end
+  if not current() then
+    error("coil: file:" .. what .. " must be called from inside a task", 3)
+  end
+end
+
+--- ⏳ Reads up to `n` bytes (default 65536) from the file's position.
+-- @return a string; nil at the end of the file; nil, err on failure
+-- @raise on a closed file or a bad size
+function File:read(n)
+  check_file(self, "read")
+  if n == nil then n = CHUNK
+  elseif math_type(n) ~= "integer" or n < 0 then
+    error("coil: file:read: size must be a non-negative integer, got " .. tostring(n), 2)
+  end
+  if n == 0 then return "" end
+  local err, data = request(self, uv.fs_read, n, -1)
+  if err then return nil, err end
+  if data == "" then return nil end
+  return data
+end
+
+--- ⏳ Writes all of `data` at the file's position (the end, in "a" mode).
+-- @return true; nil, err on failure
+function File:write(data)
+  check_file(self, "write")
+  if type(data) ~= "string" then
+    error("coil: file:write: data must be a string, got " .. type(data), 2)
+  end
+  while #data > 0 do
+    local err, written = request(self, uv.fs_write, data, -1)
+    if err then return nil, err end
+    if written >= #data then break end
+    data = data:sub(written + 1)
+  end
+  return true
+end
+
+--- Closes the file (at once; the fd itself once no request uses it). A
+-- second close does nothing.
+function File:close()
+  if self.closed then return true end
+  self.closed = true
+  if self.owner then
+    self.owner[self] = nil
+    self.owner = nil
+  end
+  release(self)
+  return true
+end
+File.__close = File.close
+
+local OPEN_FLAGS = {
+  r = true, ["r+"] = true, w = true, ["w+"] = true, a = true, ["a+"] = true,
+  wx = true, ["wx+"] = true, ax = true, ["ax+"] = true,
+}
+
+local function open(path, mode, perm, what)
+  need_task(what)
+  check_string(path, what, "path")
+  mode = mode or "r"
+  if type(mode) ~= "string" or not OPEN_FLAGS[mode:gsub("b", "")] then
+    error(("coil: fs.%s: invalid mode %s (r, w, a, r+, w+, a+, wx, ax)")
+          :format(what, tostring(mode)), 3)
+  end
+  perm = check_mode(perm, what, 438) -- 0666
+  local late = function(_, fd) if fd then uv.fs_close(fd) end end
+  local err, fd = await(late, nil, uv.fs_open, path, (mode:gsub("b", "")), perm)
+  if err then return nil, err end
+  local file = setmetatable({ path = path, fd = fd, busy = 0, closed = false }, File)
+  own(file)
+  return file
+end
+
+--- fs.open(path [, mode [, perm]]) ⏳ -> file
+-- mode as io.open ("r" by default; "b" is ignored), perm for a new file
+-- (default 0666, less the umask). The file is closed when the task that
+-- opened it ends, or by file:close() / a `<close>` variable before that.
+-- @return a file with read, write, close; nil, err on failure
+function M.open(path, mode, perm)
+  return open(path, mode, perm, "open")
+end
+
+--- fs.read_file(path) ⏳ -> the whole content as a string, or nil, err.
+function M.read_file(path)
+  local file <close>, err = open(path, "r", nil, "read_file")
+  if not file then return nil, err end
+  local parts, n = {}, 0
+  while true do
+    local data, e = file:read(CHUNK * 16)
+    if e then return nil, e end
+    if not data then break end
+    n = n + 1
+    parts[n] = data
+  end
+  return concat(parts)
+end
+
+--- fs.write_file(path, data) ⏳ -> true, or nil, err. Creates or truncates.
+function M.write_file(path, data)
+  need_task("write_file")
+  check_string(path, "write_file", "path")
+  check_string(data, "write_file", "data")
+  local file <close>, err = open(path, "w", nil, "write_file")
+  if not file then return nil, err end
+  return file:write(data)
+end
+
+--- fs.stat(path) ⏳ -> luv's stat table (type, size, mode, mtime…), or nil, err.
+function M.stat(path)
+  need_task("stat")
+  check_string(path, "stat", "path")
+  local err, st = await(nil, nil, uv.fs_stat, path)
+  if err then return nil, err end
+  return st
+end
+
+--- fs.mkdir(path [, mode]) ⏳ -> true, or nil, err (mode default 0777).
+function M.mkdir(path, mode)
+  need_task("mkdir")
+  check_string(path, "mkdir", "path")
+  mode = check_mode(mode, "mkdir", 511)
+  local err = await(nil, nil, uv.fs_mkdir, path, mode)
+  if err then return nil, err end
+  return true
+end
+
+--- fs.remove(path) ⏳ -> true, or nil, err: a file, a link or an empty
+-- directory, as os.remove.
+function M.remove(path)
+  need_task("remove")
+  check_string(path, "remove", "path")
+  local err, st = await(nil, nil, uv.fs_lstat, path)
+  if err then return nil, err end
+  local fn = st.type == "directory" and uv.fs_rmdir or uv.fs_unlink
+  err = await(nil, nil, fn, path)
+  if err then return nil, err end
+  return true
+end
+
+--- fs.rename(from, to) ⏳ -> true, or nil, err.
+function M.rename(from, to)
+  need_task("rename")
+  check_string(from, "rename", "from")
+  check_string(to, "rename", "to")
+  local err = await(nil, nil, uv.fs_rename, from, to)
+  if err then return nil, err end
+  return true
+end
+
+--- fs.readdir(path) ⏳ -> names, types, or nil, err. `names` is the sorted
+-- list of entries ("." and ".." left out); `types` maps each name to
+-- "file", "directory", "link", … as libuv reports it.
+function M.readdir(path)
+  need_task("readdir")
+  check_string(path, "readdir", "path")
+  local err, req = await(nil, nil, uv.fs_scandir, path)
+  if err then return nil, err end
+  local names, types = {}, {}
+  while true do
+    local name, kind = uv.fs_scandir_next(req)
+    if not name then
+      if kind then return nil, kind end -- an error while iterating
+      break
+    end
+    names[#names + 1] = name
+    types[name] = kind
+  end
+  sort(names)
+  return names, types
+end
+
+return M
