@@ -40,7 +40,8 @@ enum {
 #define TF_THROW 0x0001         /* the value pushed for resume is an error */
 #define TF_CANCEL_PENDING 0x0002 /* a Cancelled waits for delivery */
 #define TF_CANCEL_DEFERRED 0x0004 /* raise it once the awaited task is done */
-#define TF_CANCELLED_ONCE 0x0008 /* a Cancelled was delivered at least once */
+#define TF_CANCEL_SOFT 0x0008   /* the pending one is a timeout's: a real
+                                   cancellation replaces it */
 #define TF_FORCED 0x0010        /* closed by force: awaits fail at once */
 #define TF_MAIN 0x0020          /* the runtime's main task */
 #define TF_ERR_SEEN 0x0040      /* someone looked at its error */
@@ -65,6 +66,7 @@ struct coil_task {
   int nargs;              /* values pushed for the next resume */
   int nresults;           /* DONE: how many results it returned */
   uint16_t flags;
+  uint16_t cancels;       /* Cancelled delivered, less coil._uncancel */
   uint8_t state, outcome, wait;
 };
 
@@ -176,7 +178,9 @@ COIL_INTERNAL void coil__check_memory(coil_runtime *rt);
 /* task.c */
 COIL_INTERNAL void coil__task_open(lua_State *L, coil_runtime *rt);
 COIL_INTERNAL coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs);
-COIL_INTERNAL int coil__cancel(lua_State *L, coil_task *t, int err_idx);
+COIL_INTERNAL int coil__cancel(lua_State *L, coil_task *t, int err_idx,
+                               int soft);
+COIL_INTERNAL void coil__cancel_delivered(coil_task *t);
 COIL_INTERNAL void *coil__done_record_new(coil_done_cb cb, void *ud);
 COIL_INTERNAL void coil__attach_done_record(lua_State *L, void *rec);
 COIL_INTERNAL void coil__make_ready(coil_runtime *rt, coil_task *t);

@@ -260,9 +260,6 @@ int coil_new(coil_runtime **out, const coil_config *cfg) {
   if (lua_pcall(rt->L, 1, 0, 0) != LUA_OK) {
     set_error(rt, lua_tostring(rt->L, -1));
     fprintf(stderr, "coil: cannot initialise: %s\n", rt->last_error);
-    rt->phase = PHASE_CLOSING;
-    coil__close_handles(rt);
-    coil__after_loop(rt);
     coil_free(rt);
     return COIL_ENOMEM;
   }
@@ -270,9 +267,6 @@ int coil_new(coil_runtime **out, const coil_config *cfg) {
     r = coil__signals_install(rt);
     if (r < 0) {
       rt->signals = 0;
-      rt->phase = PHASE_CLOSING;
-      coil__close_handles(rt);
-      coil__after_loop(rt);
       coil_free(rt);
       return r;
     }
@@ -466,6 +460,9 @@ void coil_free(coil_runtime *rt) {
   }
   coil__after_loop(rt);
   if (rt->owns_loop == 1) {
+    /* the grace timer bounded the teardown: it goes last */
+    if (!uv_is_closing((uv_handle_t *)&rt->grace_timer))
+      uv_close((uv_handle_t *)&rt->grace_timer, NULL);
     while (uv_loop_close(rt->loop) == UV_EBUSY) uv_run(rt->loop, UV_RUN_ONCE);
   }
   free(rt);

@@ -82,7 +82,7 @@ void coil__cancel_all_now(coil_runtime *rt) {
       coil_task *t = (coil_task *)lua_touserdata(L, -1);
       if (t != rt->current && !(t->flags & TF_SHUTDOWN_CANCELLED)) {
         t->flags |= TF_SHUTDOWN_CANCELLED;
-        coil__cancel(L, t, top + 1);
+        coil__cancel(L, t, top + 1, 0);
       }
     }
     lua_pop(L, 1);
@@ -384,7 +384,8 @@ static int l_exit(lua_State *L) {
   int status = status_of(L, 1);
   coil__request(rt, status, 0, "exit");
   if (rt->current) {
-    rt->current->flags |= TF_SHUTDOWN_CANCELLED | TF_CANCELLED_ONCE;
+    rt->current->flags |= TF_SHUTDOWN_CANCELLED;
+    rt->current->cancels++;
     if (rt->current->flags & TF_MAIN) rt->current->flags |= TF_ERR_SEEN;
   }
   coil__new_cancelled(L, "exit");

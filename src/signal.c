@@ -90,9 +90,10 @@ static void busy_hook(lua_State *L, lua_Debug *ar) {
     coil__request(rt, atomic_load(&rt->shutdown_request_status), 0,
                   "shutdown");
   }
-  if (rt->current)
-    rt->current->flags |=
-        TF_HOOK_CANCELLED | TF_SHUTDOWN_CANCELLED | TF_CANCELLED_ONCE;
+  if (rt->current) {
+    rt->current->flags |= TF_HOOK_CANCELLED | TF_SHUTDOWN_CANCELLED;
+    rt->current->cancels++;
+  }
   coil__new_cancelled(L, signo ? coil__signal_name(signo) : "shutdown");
   lua_error(L);
 }

@@ -398,8 +398,7 @@ static int deliver_pending(lua_State *L, coil_task *t) {
   lua_getfield(L, -1, "pending");
   lua_pushnil(L);
   lua_setfield(L, -3, "pending");
-  t->flags &= ~TF_CANCEL_PENDING;
-  t->flags |= TF_CANCELLED_ONCE;
+  coil__cancel_delivered(t);
   return lua_error(L);
 }
 
@@ -442,11 +441,17 @@ int coil__suspend(lua_State *L, coil_task *t, int wait, lua_KFunction k,
   return lua_yieldk(L, 0, ctx, k);
 }
 
+/* A Cancelled is being raised in t: nothing is pending any more. */
+void coil__cancel_delivered(coil_task *t) {
+  t->flags &= ~(TF_THROW | TF_CANCEL_PENDING | TF_CANCEL_DEFERRED |
+                TF_CANCEL_SOFT);
+  if (t->cancels < UINT16_MAX) t->cancels++;
+}
+
 /* First thing every await continuation does: raise a delivered Cancelled. */
 static void check_throw(lua_State *L, coil_task *t) {
   if (t->flags & TF_THROW) {
-    t->flags &= ~(TF_THROW | TF_CANCEL_PENDING | TF_CANCEL_DEFERRED);
-    t->flags |= TF_CANCELLED_ONCE;
+    coil__cancel_delivered(t);
     lua_error(L);
   }
 }
@@ -547,19 +552,46 @@ static void hand_over(lua_State *L, coil_task *t, int err_idx) {
   }
 }
 
+/* Replaces the cancellation waiting for delivery in t by err (at err_idx). */
+static void replace_pending(lua_State *L, coil_task *t, int err_idx) {
+  if (t->flags & TF_THROW) { /* on its coroutine, for the next resume */
+    lua_pushvalue(L, err_idx);
+    lua_xmove(L, t->co, 1);
+    lua_replace(t->co, -2);
+  } else {
+    push_extras_of(L, t, 1);
+    lua_pushvalue(L, err_idx);
+    lua_setfield(L, -2, "pending");
+    lua_pop(L, 1);
+  }
+}
+
 /* Cancels t with the error object at err_idx of L. Edge-triggered: a
- * cancellation not yet delivered absorbs further ones. Awaiting owns: a task
- * cancelled while it awaits another cancels that one too and raises once it
- * is done, so the owner's cleanup sees the child's cleanup finished.
+ * cancellation not yet delivered absorbs further ones, except that a real
+ * one replaces a soft one (a timeout's own, which must never turn a real
+ * cancellation into a Timeout). Awaiting owns: a task cancelled while it
+ * awaits another cancels that one too and raises once it is done, so the
+ * owner's cleanup sees the child's cleanup finished.
  * Returns 0 if t was already done. */
-int coil__cancel(lua_State *L, coil_task *t, int err_idx) {
+int coil__cancel(lua_State *L, coil_task *t, int err_idx, int soft) {
   coil_runtime *rt = t->rt;
   int result = t->state != TASK_DONE;
   err_idx = lua_absindex(L, err_idx);
   luaL_checkstack(L, 4, NULL);
-  while (t && t->state != TASK_DONE && !(t->flags & TF_CANCEL_PENDING)) {
+  while (t && t->state != TASK_DONE) {
     coil_task *next = NULL;
+    if (t->flags & TF_CANCEL_PENDING) {
+      if (soft || !(t->flags & TF_CANCEL_SOFT)) break; /* absorbed */
+      replace_pending(L, t, err_idx);
+      t->flags &= ~TF_CANCEL_SOFT;
+      if ((t->flags & TF_CANCEL_DEFERRED) && t->state == TASK_SUSPENDED) {
+        t = t->awaited; /* the owned task got the soft one too */
+        continue;
+      }
+      break;
+    }
     t->flags |= TF_CANCEL_PENDING;
+    if (soft) t->flags |= TF_CANCEL_SOFT;
     if (t->state != TASK_SUSPENDED) {
       hand_over(L, t, err_idx);
       break;
@@ -593,7 +625,7 @@ int coil__cancel(lua_State *L, coil_task *t, int err_idx) {
 static int task_cancel(lua_State *L) {
   coil_task *t = coil__check_task(L, 1);
   coil__new_cancelled(L, luaL_optstring(L, 2, NULL));
-  lua_pushboolean(L, coil__cancel(L, t, -1));
+  lua_pushboolean(L, coil__cancel(L, t, -1, 0));
   return 1;
 }
 
@@ -662,8 +694,8 @@ static int task_on_done(lua_State *L) {
   coil_task *t = coil__check_task(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
-  mark_seen(L, 1);
   if (t->state == TASK_DONE) {
+    mark_seen(L, 1);
     call_on_done(RT_UP(L), L, 2, 1);
     return 0;
   }
@@ -857,7 +889,7 @@ static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
   if (push_extras(L, ud, 0)) {
     if (lua_getfield(L, -1, "on_done") == LUA_TTABLE) {
       lua_Integer i, n = luaL_len(L, -1);
-      listeners = 1;
+      if (n > 0) listeners = 1;
       for (i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
         call_on_done(rt, L, -1, ud);
@@ -895,7 +927,7 @@ static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
       lua_rawset(L, -3);
       lua_pop(L, 1);
     }
-  } else if (t->outcome == OUTCOME_OK && (t->flags & TF_CANCELLED_ONCE) &&
+  } else if (t->outcome == OUTCOME_OK && t->cancels > 0 &&
              !(t->flags & (TF_INTERNAL | TF_FORCED))) {
     coil__push_name(L, t);
     coil__messagef(rt,
@@ -1031,7 +1063,8 @@ void coil__force(coil_runtime *rt, coil_task *t) {
   if (t->state == TASK_DONE) return;
   coil__task_unlink_waits(rt, t);
   t->flags |= TF_FORCED;
-  t->flags &= ~(TF_THROW | TF_CANCEL_PENDING | TF_CANCEL_DEFERRED);
+  t->flags &= ~(TF_THROW | TF_CANCEL_PENDING | TF_CANCEL_DEFERRED |
+                TF_CANCEL_SOFT);
   rt->current = t;
   coil__closethread(co, L);
   lua_settop(co, 0);
@@ -1111,17 +1144,40 @@ static int l_wake(lua_State *L) {
 }
 
 /* coil._uncancel(task): the caller consumed a Cancelled it asked for itself
- * (a timeout), so the task is not warned about swallowing one. */
+ * (a timeout): one delivery less to warn about (asyncio's Task.uncancel). */
 static int l_uncancel(lua_State *L) {
-  coil__check_task(L, 1)->flags &= ~TF_CANCELLED_ONCE;
+  coil_task *t = coil__check_task(L, 1);
+  if (t->cancels > 0) t->cancels--;
   return 0;
 }
 
-/* coil._cancel(task, err) -> bool: cancel with a given error object. */
+/* coil._withdraw(err) -> bool: the running task takes back its pending soft
+ * cancellation err (a timeout whose work ended before it was delivered). */
+static int l_withdraw(lua_State *L) {
+  coil_task *t = RT_UP(L)->current;
+  int mine = 0;
+  if (t && (t->flags & TF_CANCEL_SOFT) && !(t->flags & TF_THROW) &&
+      push_extras_of(L, t, 0)) {
+    lua_getfield(L, -1, "pending");
+    if (lua_rawequal(L, -1, 1)) {
+      mine = 1;
+      lua_pushnil(L);
+      lua_setfield(L, -3, "pending");
+      t->flags &= ~(TF_CANCEL_PENDING | TF_CANCEL_SOFT);
+    }
+  }
+  lua_pushboolean(L, mine);
+  return 1;
+}
+
+/* coil._cancel(task, err[, soft]) -> bool: cancel with a given error object;
+ * a soft one (a timeout's) is replaced by a real one arriving before it is
+ * delivered. */
 static int l_cancel_with(lua_State *L) {
   coil_task *t = coil__check_task(L, 1);
+  int soft = lua_toboolean(L, 3);
   lua_settop(L, 2);
-  lua_pushboolean(L, coil__cancel(L, t, 2));
+  lua_pushboolean(L, coil__cancel(L, t, 2, soft));
   return 1;
 }
 
@@ -1208,6 +1264,7 @@ static const luaL_Reg core_funcs[] = {
     {"_park", l_park},
     {"_wake", l_wake},
     {"_uncancel", l_uncancel},
+    {"_withdraw", l_withdraw},
     {"_cancel", l_cancel_with},
     {"_state", l_state},
     {"_traceback", l_task_traceback},

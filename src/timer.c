@@ -117,8 +117,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   if (t->flags & TF_THROW) {
-    t->flags &= ~(TF_THROW | TF_CANCEL_PENDING);
-    t->flags |= TF_CANCELLED_ONCE;
+    coil__cancel_delivered(t);
     return lua_error(L);
   }
   return 0;

@@ -12,6 +12,7 @@ coil.version = "0.1.0"
 
 require "coil.handles"
 require "coil.sync"
+require "coil.combinators"
 require "coil.shutdown"
 
 if core._host then

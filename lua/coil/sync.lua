@@ -1,10 +1,14 @@
---- Synchronisation primitives. Waiters are served in FIFO order and a
--- cancelled waiter leaves no trace: it never swallows a set, an item or a
--- permit (a waiter is only handed something through core._wake, which
--- refuses a task that is no longer parked).
+--- Synchronisation primitives: events, queues, semaphores and locks.
+-- Waiters are served in FIFO order and a cancelled waiter leaves no trace:
+-- it never swallows a set, an item or a permit. The rule behind it: a waiter
+-- is only ever handed something through core._wake, which refuses a task
+-- that is no longer parked (already woken, or cancelled and not yet run);
+-- the giver then hands the thing to the next waiter, or keeps it.
 local core = require "coil"
 
-local setmetatable, error, pcall = setmetatable, error, pcall
+local setmetatable, getmetatable, error, pcall, pairs, type, tostring =
+  setmetatable, getmetatable, error, pcall, pairs, type, tostring
+local huge, floor = math.huge, math.floor
 local current, park, wake = core.current, core._park, core._wake
 
 local M = {}
@@ -15,8 +19,11 @@ local function need_task(what)
   return me
 end
 
---- A FIFO of parked tasks; a slot is cleared when its task gives up.
-local function fifo() return { head = 1, tail = 0 } end
+-- FIFO wait lists -------------------------------------------------------
+
+--- A FIFO of parked tasks; a slot is cleared when its task gives up. A slot
+-- may carry a payload (q.payload[i]: the item of a waiting putter).
+local function fifo() return { head = 1, tail = 0, payload = {} } end
 
 local function push(q, task)
   local i = q.tail + 1
@@ -26,30 +33,45 @@ local function push(q, task)
 end
 
 --- Parks the running task in q until woken; returns what it was woken with.
--- If it is cancelled meanwhile, its slot is cleared and Cancelled re-raised.
-local function wait_in(q, me)
+-- If it is cancelled meanwhile, its slot (and payload) is cleared and the
+-- Cancelled re-raised: nobody can hand it anything any more.
+local function wait_in(q, me, payload)
   local i = push(q, me)
+  if payload ~= nil then q.payload[i] = payload end
   local ok, a, b = pcall(park)
   if not ok then
-    if q[i] == me then q[i] = nil end
+    if q[i] == me then
+      q[i] = nil
+      q.payload[i] = nil
+    end
     error(a, 0)
   end
   return a, b
 end
 
---- Wakes the first task still parked in q with the values; false if none.
+--- Takes the first task still parked in q, waking it with the values;
+-- returns true and its payload, or false when no task is left.
 local function wake_first(q, ...)
+  local payload = q.payload
   for i = q.head, q.tail do
-    local task = q[i]
+    local task, item = q[i], payload[i]
     q[i] = nil
+    payload[i] = nil
     q.head = i + 1
-    if task and wake(task, ...) then return true end
+    if task and wake(task, ...) then return true, item end
   end
   q.head, q.tail = 1, 0
   return false
 end
 
-M.fifo, M.wait_in, M.wake_first = fifo, wait_in, wake_first
+--- How many tasks still wait in q.
+local function waiting(q)
+  local n = 0
+  for i = q.head, q.tail do if q[i] then n = n + 1 end end
+  return n
+end
+
+M.fifo, M.wait_in, M.wake_first, M.waiting = fifo, wait_in, wake_first, waiting
 
 -- Events ----------------------------------------------------------------
 
@@ -69,29 +91,249 @@ function Event:set()
   while wake_first(q, true) do end
 end
 
+--- Clears the event: later waits block until the next set.
 function Event:clear() self._set = false end
 
+--- @return boolean whether the event is set
 function Event:is_set() return self._set end
 
 --- ⏳ Waits until the event is set.
+-- @return true
+-- @raise Cancelled if the task is cancelled while it waits
 function Event:wait()
+  local me = need_task "event:wait"
   if self._set then return true end
-  wait_in(self._waiters, need_task "event:wait")
+  wait_in(self._waiters, me)
   return true
 end
 
 --- How many tasks wait (coil uses it to tell waiting-for-a-signal from a
 -- deadlock).
-function Event:_waiting()
-  local n, q = 0, self._waiters
-  for i = q.head, q.tail do if q[i] then n = n + 1 end end
-  return n
-end
+function Event:_waiting() return waiting(self._waiters) end
 
+--- coil.event() -> a new event, clear.
 function M.event()
   return setmetatable({ _set = false, _waiters = fifo() }, Event)
 end
 
-core.event = M.event
+-- Queues ----------------------------------------------------------------
+
+local Queue = {}
+Queue.__index = Queue
+Queue.__name = "coil.queue"
+
+function Queue:__tostring()
+  return ("coil.queue (%d item(s)%s%s)"):format(
+    self._tail - self._head + 1,
+    self._max < huge and ", max " .. self._max or "",
+    self._closed and ", closed" or "")
+end
+
+local function closed_error(what)
+  error("coil: " .. what .. " on a closed queue", 3)
+end
+
+local function append(self, item)
+  local t = self._tail + 1
+  self._tail = t
+  self._items[t] = item
+end
+
+-- Takes the oldest item; then, since a place is free, moves the item of the
+-- first putter still waiting into the queue and lets that putter go.
+local function take(self)
+  local h, items = self._head, self._items
+  local item = items[h]
+  items[h] = nil
+  if h == self._tail then
+    self._head, self._tail = 1, 0
+  else
+    self._head = h + 1
+  end
+  local ok, moved = wake_first(self._putters, true)
+  if ok then append(self, moved) end
+  return item
+end
+
+--- ⏳ Puts an item at the end, waiting while the queue is full.
+-- @param item any value but nil
+-- @return true
+-- @raise "coil: put on a closed queue" if the queue is (or gets) closed;
+--   Cancelled if the task is cancelled while it waits (the item is then not
+--   in the queue)
+function Queue:put(item)
+  local me = need_task "queue:put"
+  if item == nil then error("coil: queue:put: the item must not be nil", 2) end
+  if self._closed then closed_error "put" end
+  if wake_first(self._getters, item) then return true end
+  if self._tail - self._head + 1 < self._max then
+    append(self, item)
+    return true
+  end
+  if not wait_in(self._putters, me, item) then closed_error "put" end
+  return true
+end
+
+--- Puts an item if there is room, without waiting.
+-- @return true, or false when the queue is full
+-- @raise "coil: try_put on a closed queue"
+function Queue:try_put(item)
+  if item == nil then error("coil: queue:try_put: the item must not be nil", 2) end
+  if self._closed then closed_error "try_put" end
+  if wake_first(self._getters, item) then return true end
+  if self._tail - self._head + 1 < self._max then
+    append(self, item)
+    return true
+  end
+  return false
+end
+
+--- ⏳ Takes the oldest item, waiting while the queue is empty.
+-- @return the item; or nil, "closed" once the queue is closed and empty
+-- @raise Cancelled if the task is cancelled while it waits (no item is lost)
+function Queue:get()
+  local me = need_task "queue:get"
+  if self._tail >= self._head then return take(self) end
+  if self._closed then return nil, "closed" end
+  return wait_in(self._getters, me)
+end
+
+--- Takes the oldest item without waiting.
+-- @return the item; or nil, "empty"; or nil, "closed" (closed and empty)
+function Queue:try_get()
+  if self._tail >= self._head then return take(self) end
+  return nil, self._closed and "closed" or "empty"
+end
+
+--- @return the number of items in the queue (putters still waiting with
+-- theirs not counted)
+function Queue:size() return self._tail - self._head + 1 end
+
+--- @return whether close was called
+function Queue:is_closed() return self._closed end
+
+--- Closes the queue: no put succeeds any more (a waiting putter raises),
+-- gets drain what is left and then return nil, "closed". Idempotent.
+function Queue:close()
+  if self._closed then return end
+  self._closed = true
+  while wake_first(self._getters, nil, "closed") do end
+  while wake_first(self._putters, false) do end
+end
+
+--- coil.queue([maxsize]) -> a FIFO queue; no maxsize (or 0) = unbounded.
+function M.queue(maxsize)
+  if maxsize == nil or maxsize == 0 then
+    maxsize = huge
+  elseif type(maxsize) ~= "number" or maxsize ~= maxsize or maxsize < 0
+      or (maxsize ~= huge and maxsize ~= floor(maxsize)) then
+    error("coil: queue: maxsize must be a non-negative integer, got "
+          .. tostring(maxsize), 2)
+  end
+  return setmetatable({
+    _items = {}, _head = 1, _tail = 0, _max = maxsize, _closed = false,
+    _getters = fifo(), _putters = fifo(),
+  }, Queue)
+end
+
+-- Semaphores and locks -----------------------------------------------------
+
+local Semaphore = {}
+Semaphore.__index = Semaphore
+Semaphore.__name = "coil.semaphore"
+
+function Semaphore:__tostring()
+  return ("coil.semaphore (%d of %d free, %d waiting)"):format(
+    self._value, self._n, waiting(self._waiters))
+end
+
+--- ⏳ Takes a permit, waiting (FIFO) while none is free.
+-- @return true
+-- @raise Cancelled if the task is cancelled while it waits (no permit is
+--   taken then)
+function Semaphore:acquire()
+  local me = need_task(self._what .. ":acquire")
+  local v = self._value
+  if v > 0 then
+    self._value = v - 1
+    return true
+  end
+  -- woken with true: a releaser handed its permit straight to this task
+  wait_in(self._waiters, me)
+  return true
+end
+
+--- Takes a permit if one is free, without waiting.
+-- @return true, or false when none is free
+function Semaphore:try_acquire()
+  local v = self._value
+  if v > 0 then
+    self._value = v - 1
+    return true
+  end
+  return false
+end
+
+--- Gives a permit back: to the first task still waiting, else to the pool.
+-- @raise if there is no permit out to give back
+function Semaphore:release()
+  if self._value >= self._n then
+    error(self._what == "lock"
+          and "coil: lock:release() on a lock that is not held"
+          or ("coil: semaphore:release() without a matching acquire "
+              .. "(all %d permit(s) are already free)"):format(self._n), 2)
+  end
+  if wake_first(self._waiters, true) then return end
+  self._value = self._value + 1
+end
+
+--- ⏳ Runs fn(...) holding a permit; the permit is given back however fn
+-- ends (returned, raised, cancelled, closed by force).
+-- @return fn's results
+function Semaphore:with(fn, ...)
+  if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
+    error("coil: " .. self._what .. ":with expects a function, got " .. type(fn), 2)
+  end
+  self:acquire()
+  local guard <close> = self._guard
+  return fn(...)
+end
+
+--- Free permits.
+function Semaphore:value() return self._value end
+
+local Guard = { __close = function(g) g.sem:release() end }
+
+local function new_semaphore(n, mt, what)
+  local s = setmetatable({ _value = n, _n = n, _waiters = fifo(), _what = what }, mt)
+  s._guard = setmetatable({ sem = s }, Guard)
+  return s
+end
+
+--- coil.semaphore(n) -> a semaphore with n permits (a non-negative integer).
+function M.semaphore(n)
+  if type(n) ~= "number" or n ~= n or n < 0 or n ~= floor(n) or n == huge then
+    error("coil: semaphore: n must be a non-negative integer, got " .. tostring(n), 2)
+  end
+  return new_semaphore(n, Semaphore, "semaphore")
+end
+
+local Lock = {}
+for k, v in pairs(Semaphore) do Lock[k] = v end
+Lock.__index = Lock
+Lock.__name = "coil.lock"
+
+function Lock:__tostring()
+  return ("coil.lock (%s, %d waiting)"):format(
+    self._value == 0 and "held" or "free", waiting(self._waiters))
+end
+
+--- @return whether the lock is held
+function Lock:locked() return self._value == 0 end
+
+--- coil.lock() -> a lock: a semaphore of one permit.
+function M.lock() return new_semaphore(1, Lock, "lock") end
+
+core.event, core.queue, core.semaphore, core.lock = M.event, M.queue, M.semaphore, M.lock
 
 return M

@@ -1,0 +1,489 @@
+--- Combinators (SPEC §4 "Time and combinators"): gather, wait, race,
+-- timeout and call_later. coil.shield is in the C core.
+--
+-- All of them watch tasks with task:on_done and suspend the caller with
+-- core._park; a watcher only wakes the caller while the call is still
+-- active, so a late callback can never wake a task that has moved on to wait
+-- for something else. Owning combinators (gather, race) cancel their
+-- children and then wait for every child to be done before they return or
+-- raise, as task:await does: an owner's cleanup always sees its children's
+-- cleanup finished.
+local core = require "coil"
+local uv = require "luv"
+
+local error, pcall, pairs, select, type, tostring, rawequal, setmetatable, getmetatable =
+  error, pcall, pairs, select, type, tostring, rawequal, setmetatable, getmetatable
+local unpack, pack = table.unpack, table.pack
+local huge, ceil, min = math.huge, math.ceil, math.min
+
+local spawn, current, park, wake = core.spawn, core.current, core._park, core._wake
+local cancel_with, uncancel, withdraw = core._cancel, core._uncancel, core._withdraw
+local phase, is_cancelled = core._phase, core.is_cancelled
+local Cancelled, Timeout = core.Cancelled, core.Timeout
+
+local task_mt = debug.getregistry()["coil.task"]
+local methods = task_mt.__index
+local result_of, done_of, on_done, remove_on_done, cancelled_of =
+  methods.result, methods.done, methods.on_done, methods._remove_on_done, methods.cancelled
+local c_cancel = methods.cancel
+
+local M = {}
+
+-- Helpers -----------------------------------------------------------------
+
+local function need_task(what)
+  local me = current()
+  if not me then error("coil: " .. what .. " must be called from inside a task", 3) end
+  return me
+end
+
+local function is_task(v) return getmetatable(v) == task_mt end
+
+local function is_callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+--- Checks a number of seconds (level: where the error points).
+local function check_seconds(what, s, level)
+  if type(s) ~= "number" then
+    error(("coil: %s expects a number of seconds, got %s"):format(what, type(s)), level + 1)
+  end
+  if s ~= s or s < 0 then
+    error(("coil: %s expects a non-negative number of seconds, got %s")
+          :format(what, tostring(s)), level + 1)
+  end
+end
+
+--- Seconds to the whole milliseconds a uv timer takes, never early.
+local function to_ms(s) return min(ceil(s * 1000), 2 ^ 52) end
+
+local function new_timer(s, fn)
+  local timer = uv.new_timer()
+  timer:start(to_ms(s), 0, fn)
+  return timer
+end
+
+local function close_timer(timer)
+  if timer and not timer:is_closing() then
+    timer:stop()
+    timer:close()
+  end
+end
+
+--- Whether the shutdown has cancelled every task already (§3 step 3): an
+-- owner must not cancel its children a second time then, which would cut
+-- their cleanup short.
+local function shutting_down()
+  local p = phase()
+  return p == "cancel" or p == "closing" or p == "closed"
+end
+
+local function check_opts(what, opts, known)
+  if opts == nil then return end
+  if type(opts) ~= "table" then
+    error(("coil: %s: options must be a table, got %s"):format(what, type(opts)), 3)
+  end
+  for k in pairs(opts) do
+    if not known[k] then
+      error(("coil: %s: unknown option '%s'"):format(what, tostring(k)), 3)
+    end
+  end
+end
+
+--- Reads the tasks of f(t1, t2, ...) or f(list[, opts]): returns the tasks
+-- (functions already spawned, in order), their count, whether a list was
+-- given, and the options. Checks everything before spawning anything.
+local function collect(what, ...)
+  local nargs = select("#", ...)
+  local first = ...
+  local list, n, as_list, opts
+  if nargs >= 1 and type(first) == "table" and not is_task(first) then
+    if nargs > 2 then
+      error(("coil: %s: give either tasks as arguments or one list (and options)")
+            :format(what), 3)
+    end
+    list, n, as_list, opts = first, #first, true, (select(2, ...))
+  else
+    list, n = { ... }, nargs
+  end
+  local fns = false
+  for i = 1, n do
+    local v = list[i]
+    if not is_task(v) then
+      if is_callable(v) then
+        fns = true
+      else
+        error(("coil: %s expects tasks or functions, got %s at position %d")
+              :format(what, v == nil and "nil" or type(v), i), 3)
+      end
+    end
+  end
+  if fns then
+    local tasks = {}
+    for i = 1, n do
+      local v = list[i]
+      tasks[i] = is_task(v) and v or spawn(v)
+    end
+    list = tasks
+  end
+  return list, n, as_list, opts
+end
+
+-- Cancelling -----------------------------------------------------------------
+
+--- Cancels task with the error object err, or a new Cancelled.
+local function cancel(task, err)
+  if err == nil then return c_cancel(task) end
+  return cancel_with(task, err)
+end
+
+--- Cancels every task of the list not done yet (with err when given).
+local function cancel_rest(tasks, n, err)
+  if shutting_down() then return end
+  for i = 1, n do
+    local t = tasks[i]
+    if not done_of(t) then cancel(t, err) end
+  end
+end
+
+-- gather -------------------------------------------------------------------
+
+local GATHER_OPTS = { return_errors = true }
+
+--- ⏳ coil.gather(t1, t2, ...) / coil.gather(list[, opts]): waits for all.
+-- @return each one's first result (varargs in, varargs out; a list in, a
+--   list out)
+-- @raise the first child error, after the others were cancelled and their
+--   cleanup finished; Cancelled if the gathering task is cancelled (after
+--   every child was cancelled and is done)
+function M.gather(...)
+  local me = need_task "gather"
+  local tasks, n, as_list, opts = collect("gather", ...)
+  check_opts("gather", opts, GATHER_OPTS)
+  local return_errors = opts ~= nil and opts.return_errors and true or false
+  local res = {}
+  local remaining, active = n, true
+  local failed, first_err = false, nil
+
+  for i = 1, n do
+    on_done(tasks[i], function(t)
+      local ok, v = pcall(result_of, t)
+      remaining = remaining - 1
+      if ok or return_errors then
+        res[i] = v
+        if remaining == 0 and active then wake(me) end
+      elseif not failed then
+        failed, first_err = true, v
+        if active then wake(me) end
+      elseif remaining == 0 and active then
+        wake(me)
+      end
+    end)
+  end
+
+  local own, cancelled = nil, false
+  while remaining > 0 do
+    if (failed or own ~= nil) and not cancelled then
+      cancelled = true
+      cancel_rest(tasks, n, own)
+    end
+    if remaining == 0 then break end
+    local ok, err = pcall(park)
+    if not ok then
+      if not is_cancelled(err) then
+        active = false
+        error(err, 0)
+      end
+      -- our own cancellation: pass it on, wait for the children's cleanup;
+      -- further ones until then collapse into this one
+      if own == nil then own = err end
+    end
+  end
+  active = false
+  if own ~= nil then error(own, 0) end
+  if failed then error(first_err, 0) end
+  if as_list then return res end
+  return unpack(res, 1, n)
+end
+
+-- wait ---------------------------------------------------------------------
+
+local WAIT_OPTS = { timeout = true, return_when = true }
+local WHEN = { all = true, first = true, error = true }
+
+local function failed_of(t)
+  return not pcall(result_of, t) and not cancelled_of(t)
+end
+
+--- ⏳ coil.wait(list, {timeout = s, return_when = "all"|"first"|"error"}):
+-- waits without owning; never cancels the tasks.
+-- @return done, pending: lists in the order of list
+-- @raise Cancelled if the waiting task is cancelled (the tasks go on)
+function M.wait(list, opts)
+  local me = need_task "wait"
+  if type(list) ~= "table" or is_task(list) then
+    error("coil: wait expects a list of tasks, got " .. (is_task(list) and "a task" or type(list)), 2)
+  end
+  local n = #list
+  for i = 1, n do
+    if not is_task(list[i]) then
+      error(("coil: wait expects a list of tasks, got %s at position %d")
+            :format(type(list[i]), i), 2)
+    end
+  end
+  check_opts("wait", opts, WAIT_OPTS)
+  local timeout, when = opts and opts.timeout, opts and opts.return_when or "all"
+  if timeout ~= nil then check_seconds("wait: timeout", timeout, 2) end
+  if not WHEN[when] then
+    error(("coil: wait: return_when must be \"all\", \"first\" or \"error\", got %s")
+          :format(tostring(when)), 2)
+  end
+
+  local ndone, errored, active, timed_out = 0, false, true, false
+  local function met()
+    if when == "all" then return ndone == n end
+    if when == "first" then return ndone > 0 or n == 0 end
+    return errored or ndone == n
+  end
+  local function watch(t)
+    if not active then return end
+    ndone = ndone + 1
+    if when == "error" and not errored and failed_of(t) then errored = true end
+    if met() then wake(me) end
+  end
+
+  local watched = false
+  for i = 1, n do
+    local t = list[i]
+    if done_of(t) then
+      ndone = ndone + 1
+      if failed_of(t) then errored = true end -- also marks its error seen
+    else
+      watched = true
+      on_done(t, watch)
+    end
+  end
+
+  local ok, err = true, nil
+  if not met() and timeout ~= 0 then
+    local timer = timeout and timeout < huge and new_timer(timeout, function()
+      timed_out = true
+      if active then wake(me) end
+    end)
+    while not met() and not timed_out do
+      ok, err = pcall(park)
+      if not ok then break end
+    end
+    close_timer(timer)
+  end
+  active = false
+  if watched then
+    for i = 1, n do
+      local t = list[i]
+      if not done_of(t) then remove_on_done(t, watch) end
+    end
+  end
+  if not ok then error(err, 0) end
+
+  local done, pending = {}, {}
+  for i = 1, n do
+    local t = list[i]
+    if done_of(t) then done[#done + 1] = t else pending[#pending + 1] = t end
+  end
+  return done, pending
+end
+
+-- race ---------------------------------------------------------------------
+
+--- ⏳ coil.race(t1, t2, ...) (or a list): the first to finish wins.
+-- @return i, the winner's results
+-- @raise the winner's error; Cancelled if the racing task is cancelled.
+--   Either way the others are cancelled and done first.
+function M.race(...)
+  local me = need_task "race"
+  local tasks, n, _, opts = collect("race", ...)
+  if opts ~= nil then error("coil: race takes no options", 2) end
+  if n == 0 then error("coil: race needs at least one task or function", 2) end
+  local winner, remaining, active = nil, n, true
+  for i = 1, n do
+    on_done(tasks[i], function()
+      remaining = remaining - 1
+      if winner == nil then winner = i end
+      if active then wake(me) end
+    end)
+  end
+
+  local own, cancelled = nil, false
+  while remaining > 0 do
+    if (winner ~= nil or own ~= nil) and not cancelled then
+      cancelled = true
+      cancel_rest(tasks, n, own)
+      if remaining == 0 then break end
+    end
+    local ok, err = pcall(park)
+    if not ok then
+      if not is_cancelled(err) then
+        active = false
+        error(err, 0)
+      end
+      if own == nil then own = err end
+    end
+  end
+  active = false
+  if own ~= nil then error(own, 0) end
+  return winner, result_of(tasks[winner])
+end
+
+-- timeout ------------------------------------------------------------------
+--
+-- A timeout cancels its own task with an error object of its own, as a
+-- *soft* cancellation (core._cancel(task, obj, true)), and recognises that
+-- object when it comes back. The core lets a real cancellation that arrives
+-- before delivery replace a soft one, so a real cancellation (task:cancel,
+-- an owner's, the shutdown's) never turns into a Timeout. If the work ends
+-- on its own before ours is delivered, ours is taken back (core._withdraw).
+--
+-- Per task we keep the stack of active timeouts (nested ones) and which
+-- one's cancellation is pending: an outer deadline expiring while an inner
+-- one's is pending would be absorbed by it, so it is marked `absorbed` and
+-- raised as soon as the inner one comes back (or armed when the inner one
+-- ends without it).
+
+local states = setmetatable({}, { __mode = "k" }) -- task -> {top, pending}
+
+local function arm(st, rec)
+  st.pending = rec
+  rec.absorbed = false
+  cancel_with(rec.task, rec.obj, true)
+end
+
+local function expire(rec)
+  if rec.finished then return end
+  local st = states[rec.task]
+  if not st then return end
+  if st.pending then
+    rec.absorbed = true -- ours would be absorbed by the one pending
+  else
+    arm(st, rec)
+  end
+end
+
+local function outermost_absorbed(st)
+  local found
+  local r = st.top
+  while r do
+    if r.absorbed then found = r end
+    r = r.prev
+  end
+  return found
+end
+
+local function leave(me, st, rec, timer, s, ok, ...)
+  close_timer(timer)
+  rec.finished = true
+  local mine = not ok and rawequal((...), rec.obj)
+  if st.pending == rec then
+    st.pending = nil
+    -- the work ended on its own before ours was delivered: take it back
+    if not mine then withdraw(rec.obj) end
+  end
+  st.top = rec.prev
+  local outer = outermost_absorbed(st)
+  if st.top == nil then states[me] = nil end
+
+  if mine then
+    if outer then
+      -- an outer deadline expired too: that level raises its Timeout (our
+      -- delivery is its to consume)
+      outer.absorbed = false
+      st.pending = outer
+      error(outer.obj, 0)
+    end
+    uncancel(me) -- ours, consumed: not a swallowed cancellation
+    error(Timeout(s), 0)
+  end
+
+  if outer and st.pending == nil then arm(st, outer) end
+  if ok then return ... end
+  error((...), 0)
+end
+
+--- ⏳ coil.timeout(s, fn, ...): runs fn(...) in this task with a deadline.
+-- @return fn's results
+-- @raise coil.Timeout(s) once the work was cancelled at the deadline and its
+--   cleanup ran; fn's own errors; Cancelled for a cancellation from outside
+function M.timeout(s, fn, ...)
+  check_seconds("timeout", s, 2)
+  if not is_callable(fn) then
+    error("coil: timeout expects a function, got " .. type(fn), 2)
+  end
+  local me = need_task "timeout"
+  if s == huge then return fn(...) end
+  local st = states[me]
+  if not st then
+    st = {}
+    states[me] = st
+  end
+  local rec = { task = me, prev = st.top,
+                obj = Cancelled(("timeout after %g s"):format(s)) }
+  st.top = rec
+  local timer = new_timer(s, function() expire(rec) end)
+  return leave(me, st, rec, timer, s, pcall(fn, ...))
+end
+
+-- call_later -----------------------------------------------------------------
+
+local Later = { __name = "coil.call_later" }
+Later.__index = Later
+
+function Later:__tostring()
+  return ("coil.call_later (%s)"):format(
+    self._task and "started" or self._timer and "pending" or "cancelled")
+end
+
+--- Stops the call if it has not started.
+-- @return true if this prevented it; false if it already started or was
+--   cancelled before
+function Later:cancel()
+  local timer = self._timer
+  if not timer then return false end
+  self._timer = nil
+  close_timer(timer)
+  return true
+end
+
+--- @return the task running fn once it started, else nil
+function Later:task() return self._task end
+
+--- coil.call_later(s, fn, ...) -> handle: runs fn(...) as a task after s
+-- seconds (unless handle:cancel() came first, or the shutdown reached its
+-- cancel step).
+function M.call_later(s, fn, ...)
+  check_seconds("call_later", s, 2)
+  if not is_callable(fn) then
+    error("coil: call_later expects a function, got " .. type(fn), 2)
+  end
+  local p = phase()
+  if p == "closing" or p == "closed" then
+    error("coil: the runtime is closing; call_later cannot start anything", 2)
+  end
+  local args = pack(...)
+  local h = setmetatable({}, Later)
+  local timer
+  timer = new_timer(s, function()
+    if h._timer ~= timer then return end
+    h._timer = nil
+    close_timer(timer)
+    if shutting_down() then return end
+    h._task = spawn(fn, unpack(args, 1, args.n))
+  end)
+  h._timer = timer
+  return h
+end
+
+core.gather, core.wait, core.race = M.gather, M.wait, M.race
+core.timeout, core.call_later = M.timeout, M.call_later
+
+return M
