@@ -6,13 +6,12 @@ local N = tonumber(arg[1]) or 100000
 local cq = cqueues.new()
 cq:wrap(function()
   local count, done = 0, condition.new()
-  for i = 0, N - 1 do
-    cq:wrap(function()
-      cqueues.sleep(i % 1000 / 1000)
-      count = count + 1
-      if count == N then done:signal() end
-    end)
+  local function task(i)
+    cqueues.sleep(i % 1000 / 1000)
+    count = count + 1
+    if count == N then done:signal() end
   end
+  for i = 0, N - 1 do cq:wrap(task, i) end
   while count < N do done:wait() end
   print("count " .. count)
 end)
