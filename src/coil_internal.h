@@ -15,6 +15,7 @@
 #define COIL_INTERNAL __attribute__((visibility("hidden")))
 
 typedef struct coil_task coil_task;
+typedef struct coil_waitset coil_waitset;
 
 /* Where a task is in its life. */
 enum {
@@ -61,6 +62,8 @@ struct coil_task {
   uint64_t seq;           /* WAIT_SLEEP: FIFO order among equal deadlines */
   uint64_t id;
   uint64_t started;       /* loop time at spawn, ms */
+  coil_waitset *ws;       /* the gather/wait/race watching it, if any */
+  uint32_t ws_index;      /* its place in that waitset's list */
   uint32_t heap_index;
   int anchor;             /* slot in the live-task table */
   int nargs;              /* values pushed for the next resume */

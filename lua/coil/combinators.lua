@@ -19,12 +19,16 @@ local huge, ceil, min = math.huge, math.ceil, math.min
 local spawn, current, park, wake = core.spawn, core.current, core._park, core._wake
 local cancel_with, uncancel, withdraw = core._cancel, core._uncancel, core._withdraw
 local phase, is_cancelled = core._phase, core.is_cancelled
+local waitset, waitset_notify = core._waitset, core._waitset_notify
+local waitset_wait, waitset_state, waitset_close =
+  core._waitset_wait, core._waitset_state, core._waitset_close
 local Cancelled, Timeout = core.Cancelled, core.Timeout
 
 local task_mt = debug.getregistry()["coil.task"]
 local methods = task_mt.__index
-local result_of, done_of, on_done, remove_on_done, cancelled_of =
-  methods.result, methods.done, methods.on_done, methods._remove_on_done, methods.cancelled
+local ipairs = ipairs
+local result_of, done_of, on_done, error_of =
+  methods.result, methods.done, methods.on_done, methods.error
 local c_cancel = methods.cancel
 
 local M = {}
@@ -148,6 +152,53 @@ local function cancel_rest(tasks, n, err)
   end
 end
 
+-- Watching ----------------------------------------------------------------
+--
+-- gather, wait and race watch their tasks through a core waitset: a pointer
+-- in each task and counters in the waitset, so a child costs no closure and
+-- no callback. A task already watched by another call is watched with
+-- on_done instead, reported to the waitset by hand.
+
+local function watch(tasks, n)
+  local ws, shared = waitset(tasks, n)
+  if shared then
+    for _, i in ipairs(shared) do
+      on_done(tasks[i], function() if ws then waitset_notify(ws, i) end end)
+    end
+  end
+  return ws
+end
+
+--- Waits (as an owner) until every task is done, cancelling the rest once
+-- one of them is "bad" (failed, or cancelled, for gather) or has finished
+-- (race), or once the waiting task itself is cancelled. Returns the
+-- Cancelled of the waiting task, if it was.
+local function own_until_done(ws, tasks, n, trigger)
+  local own, cancelled = nil, false
+  while true do
+    local ndone, first_done, _, first_bad = waitset_state(ws)
+    if ndone == n then break end
+    local triggered = own ~= nil or (trigger == "first" and first_done)
+                      or (trigger == "bad" and first_bad)
+    if triggered and not cancelled then
+      cancelled = true
+      cancel_rest(tasks, n, own)
+    end
+    local ok, err = pcall(waitset_wait, ws, cancelled and "all" or trigger)
+    if not ok then
+      if not is_cancelled(err) then
+        waitset_close(ws)
+        error(err, 0)
+      end
+      -- our own cancellation: pass it on, wait for the children's cleanup;
+      -- further ones until then collapse into this one
+      if own == nil then own = err end
+    end
+  end
+  waitset_close(ws)
+  return own
+end
+
 -- gather -------------------------------------------------------------------
 
 local GATHER_OPTS = { return_errors = true }
@@ -159,51 +210,22 @@ local GATHER_OPTS = { return_errors = true }
 --   cleanup finished; Cancelled if the gathering task is cancelled (after
 --   every child was cancelled and is done)
 function M.gather(...)
-  local me = need_task "gather"
+  need_task "gather"
   local tasks, n, as_list, opts = collect("gather", ...)
   check_opts("gather", opts, GATHER_OPTS)
   local return_errors = opts ~= nil and opts.return_errors and true or false
-  local res = {}
-  local remaining, active = n, true
-  local failed, first_err = false, nil
-
-  for i = 1, n do
-    on_done(tasks[i], function(t)
-      local ok, v = pcall(result_of, t)
-      remaining = remaining - 1
-      if ok or return_errors then
-        res[i] = v
-        if remaining == 0 and active then wake(me) end
-      elseif not failed then
-        failed, first_err = true, v
-        if active then wake(me) end
-      elseif remaining == 0 and active then
-        wake(me)
-      end
-    end)
-  end
-
-  local own, cancelled = nil, false
-  while remaining > 0 do
-    if (failed or own ~= nil) and not cancelled then
-      cancelled = true
-      cancel_rest(tasks, n, own)
-    end
-    if remaining == 0 then break end
-    local ok, err = pcall(park)
-    if not ok then
-      if not is_cancelled(err) then
-        active = false
-        error(err, 0)
-      end
-      -- our own cancellation: pass it on, wait for the children's cleanup;
-      -- further ones until then collapse into this one
-      if own == nil then own = err end
-    end
-  end
-  active = false
+  -- a failure cancels the rest, unless the errors are to be returned
+  local ws = watch(tasks, n)
+  local own = own_until_done(ws, tasks, n, return_errors and "all" or "bad")
   if own ~= nil then error(own, 0) end
-  if failed then error(first_err, 0) end
+  local first_bad = not return_errors and select(4, waitset_state(ws))
+  if first_bad then error(error_of(tasks[first_bad]), 0) end
+  local res = {}
+  for i = 1, n do
+    local ok, v = pcall(result_of, tasks[i])
+    if not ok and not return_errors then error(v, 0) end
+    res[i] = v
+  end
   if as_list then return res end
   return unpack(res, 1, n)
 end
@@ -211,11 +233,7 @@ end
 -- wait ---------------------------------------------------------------------
 
 local WAIT_OPTS = { timeout = true, return_when = true }
-local WHEN = { all = true, first = true, error = true }
-
-local function failed_of(t)
-  return not pcall(result_of, t) and not cancelled_of(t)
-end
+local WHEN = { all = "all", first = "first", error = "error" }
 
 --- ⏳ coil.wait(list, {timeout = s, return_when = "all"|"first"|"error"}):
 -- waits without owning; never cancels the tasks.
@@ -241,50 +259,16 @@ function M.wait(list, opts)
           :format(tostring(when)), 2)
   end
 
-  local ndone, errored, active, timed_out = 0, false, true, false
-  local function met()
-    if when == "all" then return ndone == n end
-    if when == "first" then return ndone > 0 or n == 0 end
-    return errored or ndone == n
-  end
-  local function watch(t)
-    if not active then return end
-    ndone = ndone + 1
-    if when == "error" and not errored and failed_of(t) then errored = true end
-    if met() then wake(me) end
-  end
-
-  local watched = false
-  for i = 1, n do
-    local t = list[i]
-    if done_of(t) then
-      ndone = ndone + 1
-      if failed_of(t) then errored = true end -- also marks its error seen
-    else
-      watched = true
-      on_done(t, watch)
-    end
-  end
-
+  local ws = watch(list, n)
   local ok, err = true, nil
-  if not met() and timeout ~= 0 then
+  if timeout ~= 0 then
     local timer = timeout and timeout < huge and new_timer(timeout, function()
-      timed_out = true
-      if active then wake(me) end
+      wake(me)
     end)
-    while not met() and not timed_out do
-      ok, err = pcall(park)
-      if not ok then break end
-    end
+    ok, err = pcall(waitset_wait, ws, when)
     close_timer(timer)
   end
-  active = false
-  if watched then
-    for i = 1, n do
-      local t = list[i]
-      if not done_of(t) then remove_on_done(t, watch) end
-    end
-  end
+  waitset_close(ws)
   if not ok then error(err, 0) end
 
   local done, pending = {}, {}
@@ -302,37 +286,14 @@ end
 -- @raise the winner's error; Cancelled if the racing task is cancelled.
 --   Either way the others are cancelled and done first.
 function M.race(...)
-  local me = need_task "race"
+  need_task "race"
   local tasks, n, _, opts = collect("race", ...)
   if opts ~= nil then error("coil: race takes no options", 2) end
   if n == 0 then error("coil: race needs at least one task or function", 2) end
-  local winner, remaining, active = nil, n, true
-  for i = 1, n do
-    on_done(tasks[i], function()
-      remaining = remaining - 1
-      if winner == nil then winner = i end
-      if active then wake(me) end
-    end)
-  end
-
-  local own, cancelled = nil, false
-  while remaining > 0 do
-    if (winner ~= nil or own ~= nil) and not cancelled then
-      cancelled = true
-      cancel_rest(tasks, n, own)
-      if remaining == 0 then break end
-    end
-    local ok, err = pcall(park)
-    if not ok then
-      if not is_cancelled(err) then
-        active = false
-        error(err, 0)
-      end
-      if own == nil then own = err end
-    end
-  end
-  active = false
+  local ws = watch(tasks, n)
+  local own = own_until_done(ws, tasks, n, "first")
   if own ~= nil then error(own, 0) end
+  local winner = select(2, waitset_state(ws))
   return winner, result_of(tasks[winner])
 end
 
