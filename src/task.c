@@ -59,8 +59,19 @@ void coil__push_task(lua_State *L, coil_task *t) {
   lua_remove(L, -2);
 }
 
+/* registry[&task_mt_key]: the task metatable, found without a string key */
+static const char task_mt_key = 't';
+
 coil_task *coil__check_task(lua_State *L, int idx) {
-  return (coil_task *)luaL_checkudata(L, idx, TASK_MT);
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    int same;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &task_mt_key);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same) return (coil_task *)p;
+  }
+  return (coil_task *)luaL_checkudata(L, idx, TASK_MT); /* raises */
 }
 
 /* Pushes the extras table of the task at idx, creating it if asked;
@@ -342,7 +353,8 @@ coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs) {
   memset(t, 0, sizeof *t);
   t->rt = rt;
   t->anchor = LUA_NOREF;
-  luaL_setmetatable(L, TASK_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &task_mt_key);
+  lua_setmetatable(L, -2);
   co = lua_newthread(L);
   lua_setiuservalue(L, -2, 1);
   lua_insert(L, fidx); /* task, fn, args */
@@ -883,12 +895,16 @@ static void waitset_task_done(coil_runtime *rt, coil_waitset *ws,
 static void waitset_unlink(lua_State *L, int idx) {
   coil_waitset *ws = (coil_waitset *)lua_touserdata(L, idx);
   uint32_t i;
+  ws->waiting = -1;
+  if (ws->ndone == ws->n) return; /* every task unlinked itself when done */
   if (lua_getiuservalue(L, idx, 1) == LUA_TTABLE) {
     for (i = 1; i <= ws->n; i++) {
       coil_task *t;
       lua_rawgeti(L, -1, i);
-      t = (coil_task *)luaL_testudata(L, -1, TASK_MT);
-      if (t && t->ws == ws) t->ws = NULL;
+      t = (coil_task *)lua_touserdata(L, -1);
+      if (t && lua_type(L, -1) == LUA_TUSERDATA && t->ws == ws &&
+          coil__check_task(L, -1) == t)
+        t->ws = NULL;
       lua_pop(L, 1);
     }
   }
@@ -1451,6 +1467,8 @@ void coil__task_open(lua_State *L, coil_runtime *rt) {
   luaL_newmetatable(L, TASK_MT);
   lua_pushliteral(L, TASK_MT);
   lua_setfield(L, -2, "__name");
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &task_mt_key);
   lua_newtable(L);
   lua_pushlightuserdata(L, rt);
   luaL_setfuncs(L, task_methods, 1);
