@@ -31,10 +31,11 @@ describe("retry.call", function()
     retry.call(fn, { delay = 0.02, factor = 2 })
     local gaps = {}
     for i = 2, #calls.at do gaps[#gaps + 1] = calls.at[i] - calls.at[i - 1] end
-    -- 0.02, 0.04, 0.08 s, give or take the loop's millisecond clock
+    -- at least 0.02, 0.04, 0.08 s (give or take the loop's millisecond
+    -- clock); the upper bound is generous: a loaded machine runs late
     for i, expected in ipairs { 0.02, 0.04, 0.08 } do
       assert.is_true(gaps[i] >= expected - 0.002, ("gap %d: %.3f s"):format(i, gaps[i]))
-      assert.is_true(gaps[i] < expected + 0.05, ("gap %d: %.3f s"):format(i, gaps[i]))
+      assert.is_true(gaps[i] < expected + 2, ("gap %d: %.3f s"):format(i, gaps[i]))
     end
   end))
 
@@ -74,7 +75,7 @@ describe("retry.call", function()
     local ok, err = pcall(worker.await, worker)
     assert.is_false(ok)
     assert.is_true(coil.is_cancelled(err))
-    assert.is_true(coil.now() - t0 < 0.5)
+    assert.is_true(coil.now() - t0 < 5) -- not the 10 s wait
     assert.equal(1, #calls)
   end))
 
@@ -85,8 +86,8 @@ describe("retry.call", function()
     end
     local t0 = coil.now()
     for _, w in ipairs(workers) do assert.equal("ok", w:await()) end
-    -- they waited side by side: about 0.05 + 0.1 s, not ten times that
-    assert.is_true(coil.now() - t0 < 0.5)
+    -- they waited side by side: about 0.15 s, not the 1.5 s of one by one
+    assert.is_true(coil.now() - t0 < 1.2)
   end, { timeout = 2 }))
 
   it("rejects bad options", function()
