@@ -75,13 +75,27 @@ coil_task *coil__check_task(lua_State *L, int idx) {
 }
 
 /* Pushes the extras table of the task at idx, creating it if asked;
- * returns 0 (and pushes nothing) when it does not exist and create is 0. */
+ * returns 0 (and pushes nothing) when it does not exist and create is 0.
+ * (A task whose only extra is one coil.defer(fn) keeps fn itself as its user
+ * value instead: the common case costs no table. It moves into the table
+ * once one is needed.) */
 static int push_extras(lua_State *L, int idx, int create) {
+  int type;
   idx = lua_absindex(L, idx);
-  if (lua_getiuservalue(L, idx, 2) == LUA_TTABLE) return 1;
-  lua_pop(L, 1);
-  if (!create) return 0;
+  type = lua_getiuservalue(L, idx, 2);
+  if (type == LUA_TTABLE) return 1;
+  if (!create) {
+    lua_pop(L, 1);
+    return 0;
+  }
   lua_createtable(L, 0, 4);
+  if (type == LUA_TFUNCTION) {
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, -3);
+    lua_rawseti(L, -2, 1);
+    lua_setfield(L, -2, "defers");
+  }
+  lua_remove(L, -2);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, idx, 2);
   return 1;
@@ -265,6 +279,14 @@ static int entry_msgh(lua_State *L) {
 static int pop_defer(lua_State *L, coil_task *t) {
   int n, i;
   lua_Integer len;
+  coil__push_task(L, t);
+  if (lua_getiuservalue(L, -1, 2) == LUA_TFUNCTION) { /* a lone defer */
+    lua_pushnil(L);
+    lua_setiuservalue(L, -3, 2);
+    lua_remove(L, -2);
+    return 0;
+  }
+  lua_pop(L, 2);
   if (!push_extras_of(L, t, 0)) return -1;
   if (lua_getfield(L, -1, "defers") != LUA_TTABLE) {
     lua_pop(L, 2);
@@ -1271,6 +1293,15 @@ static int l_defer(lua_State *L) {
   int n = lua_gettop(L) - 1, i;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (!t) return luaL_error(L, "coil: defer must be called from inside a task");
+  if (n == 0) {
+    coil__push_task(L, t);
+    if (lua_getiuservalue(L, -1, 2) == LUA_TNIL) { /* the first and only */
+      lua_pushvalue(L, 1);
+      lua_setiuservalue(L, -3, 2);
+      return 0;
+    }
+    lua_pop(L, 2);
+  }
   push_extras_of(L, t, 1);
   if (lua_getfield(L, -1, "defers") != LUA_TTABLE) {
     lua_pop(L, 1);
