@@ -157,6 +157,16 @@ session closed
     assert.is_true(r.after_signal < 10, "took " .. r.after_signal)
   end)
 
+  it("forces 20 000 tasks that ignore cancellation, quickly", function()
+    local r = interrupt({ "--grace", "0.2", fixture "sd_many_stubborn" }, { "sigint" },
+                        { limit = 60 })
+    assert.equal(2, r.signal)
+    assert.equal("ready\nclosed 20000\n", r.stdout)
+    local _, forced = r.stderr:gsub("closed by force at:", "")
+    assert.equal(20000, forced)
+    assert.is_true(r.after_signal < 20, "took " .. r.after_signal)
+  end)
+
   it("does not wait forever for a request stuck in the threadpool", function()
     local fifo = os.tmpname()
     os.remove(fifo)

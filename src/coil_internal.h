@@ -202,6 +202,7 @@ COIL_INTERNAL void coil__new_interrupted(lua_State *L, const char *signal);
 COIL_INTERNAL void coil__traceback(lua_State *L, lua_State *co,
                                    const char *msg, coil_task *t);
 COIL_INTERNAL void coil__task_unlink_waits(coil_runtime *rt, coil_task *t);
+COIL_INTERNAL coil_task **coil__live_tasks(coil_runtime *rt, size_t *count);
 
 /* timer.c */
 COIL_INTERNAL void coil__timer_open(lua_State *L, coil_runtime *rt);

@@ -103,32 +103,6 @@ void coil__shutdown_progress(coil_runtime *rt) {
   }
 }
 
-/* Collects the live tasks, oldest first, into a malloc'd array. */
-static coil_task **live_tasks(coil_runtime *rt, size_t *count) {
-  lua_State *L = rt->L;
-  coil_task **all = (coil_task **)malloc((rt->live + 1) * sizeof *all);
-  size_t n = 0, i, j;
-  if (!all) {
-    *count = 0;
-    return NULL;
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    if (lua_type(L, -1) == LUA_TUSERDATA && n < rt->live)
-      all[n++] = (coil_task *)lua_touserdata(L, -1);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  for (i = 1; i < n; i++) { /* insertion sort by id: n is small here */
-    coil_task *t = all[i];
-    for (j = i; j > 0 && all[j - 1]->id > t->id; j--) all[j] = all[j - 1];
-    all[j] = t;
-  }
-  *count = n;
-  return all;
-}
-
 /* Step 5: closes every live task by force, naming each with where it was
  * stuck (unless why is NULL: a host freeing a runtime). */
 void coil__force_all(coil_runtime *rt, const char *why) {
@@ -156,7 +130,7 @@ void coil__force_all(coil_runtime *rt, const char *why) {
    * forced in the next round */
   for (round = 0; round < 8 && rt->live > 0; round++) {
     size_t n, i;
-    coil_task **all = live_tasks(rt, &n);
+    coil_task **all = coil__live_tasks(rt, &n);
     double secs = (double)(uv_now(rt->loop) - rt->shutdown_started) / 1000.0;
     for (i = 0; i < n; i++) {
       t = all[i];
@@ -291,7 +265,7 @@ int coil__deadlock(coil_runtime *rt) {
     coil__close_handles(rt);
     return 1;
   }
-  all = live_tasks(rt, &n);
+  all = coil__live_tasks(rt, &n);
   rt->deadlocked = 1;
   lua_pushfstring(L, "deadlock: %d task(s) waiting with nothing to wake them",
                   (int)rt->live);

@@ -1419,17 +1419,19 @@ static int l_task_traceback(lua_State *L) {
   return 1;
 }
 
-/* coil.tasks() -> list of live tasks, oldest first */
+/* The live tasks, oldest first, in a malloc'd array (NULL if none or out
+ * of memory); *count says how many. */
 static int cmp_id(const void *a, const void *b) {
   const coil_task *x = *(coil_task *const *)a, *y = *(coil_task *const *)b;
   return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static int l_tasks(lua_State *L) {
-  coil_runtime *rt = RT_UP(L);
-  coil_task **all;
-  size_t n = 0, i;
-  all = (coil_task **)lua_newuserdatauv(L, (rt->live + 1) * sizeof *all, 0);
+coil_task **coil__live_tasks(coil_runtime *rt, size_t *count) {
+  lua_State *L = rt->L;
+  coil_task **all = (coil_task **)malloc((rt->live + 1) * sizeof *all);
+  size_t n = 0;
+  *count = 0;
+  if (!all) return NULL;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
@@ -1439,11 +1441,21 @@ static int l_tasks(lua_State *L) {
   }
   lua_pop(L, 1);
   qsort(all, n, sizeof *all, cmp_id);
+  *count = n;
+  return all;
+}
+
+/* coil.tasks() -> list of live tasks, oldest first */
+static int l_tasks(lua_State *L) {
+  coil_runtime *rt = RT_UP(L);
+  size_t n, i;
+  coil_task **all = coil__live_tasks(rt, &n);
   lua_createtable(L, (int)n, 0);
   for (i = 0; i < n; i++) {
     coil__push_task(L, all[i]);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
+  free(all);
   return 1;
 }
 
@@ -1492,6 +1504,22 @@ static const luaL_Reg core_funcs[] = {
     {"_traceback", l_task_traceback},
     {NULL, NULL}};
 
+/* Registers the metatable of an error class and puts the class, callable
+ * to construct one, in the coil table on top of L's stack as coil[field]. */
+static void add_error_class(lua_State *L, const char *mt, const char *field,
+                            lua_CFunction tostring_fn, lua_CFunction new_fn) {
+  luaL_newmetatable(L, mt);
+  lua_pushstring(L, mt);
+  lua_setfield(L, -2, "__name");
+  lua_pushcfunction(L, tostring_fn);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L); /* the class's metatable: calling the class constructs */
+  lua_pushcfunction(L, new_fn);
+  lua_setfield(L, -2, "__call");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, -2, field);
+}
+
 /* Adds the task functions to the coil table on top of L's stack. */
 void coil__task_open(lua_State *L, coil_runtime *rt) {
   /* task metatable */
@@ -1527,38 +1555,11 @@ void coil__task_open(lua_State *L, coil_runtime *rt) {
   lua_setfield(L, LUA_REGISTRYINDEX, "coil.unseen");
 
   /* error classes: coil.Cancelled / coil.Timeout, callable */
-  luaL_newmetatable(L, CANCELLED_MT);
-  lua_pushliteral(L, "coil.Cancelled");
-  lua_setfield(L, -2, "__name");
-  lua_pushcfunction(L, cancelled_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L); /* class metatable: calling the class constructs */
-  lua_pushcfunction(L, cancelled_new);
-  lua_setfield(L, -2, "__call");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, -2, "Cancelled");
-
-  luaL_newmetatable(L, TIMEOUT_MT);
-  lua_pushliteral(L, "coil.Timeout");
-  lua_setfield(L, -2, "__name");
-  lua_pushcfunction(L, timeout_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  lua_pushcfunction(L, timeout_new);
-  lua_setfield(L, -2, "__call");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, -2, "Timeout");
-
-  luaL_newmetatable(L, INTERRUPTED_MT);
-  lua_pushliteral(L, "coil.Interrupted");
-  lua_setfield(L, -2, "__name");
-  lua_pushcfunction(L, interrupted_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  lua_pushcfunction(L, interrupted_new);
-  lua_setfield(L, -2, "__call");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, -2, "Interrupted");
+  add_error_class(L, CANCELLED_MT, "Cancelled", cancelled_tostring,
+                  cancelled_new);
+  add_error_class(L, TIMEOUT_MT, "Timeout", timeout_tostring, timeout_new);
+  add_error_class(L, INTERRUPTED_MT, "Interrupted", interrupted_tostring,
+                  interrupted_new);
 
   lua_pushlightuserdata(L, rt);
   luaL_setfuncs(L, core_funcs, 1);
