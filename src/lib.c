@@ -64,6 +64,21 @@ int coil__call_hook(coil_runtime *rt, const char *name, int nargs,
   return st;
 }
 
+/* coil._uv_errors() -> {NAME = message}: libuv's error messages, so that Lua
+ * code can spell a bare error name the way luv spells a failure. */
+static int l_uv_errors(lua_State *L) {
+  char buf[64];
+  int code;
+  lua_newtable(L);
+  for (code = -1; code >= -4096; code--) {
+    const char *name = uv_err_name_r(code, buf, sizeof buf);
+    if (strncmp(name, "Unknown", 7) == 0) continue;
+    lua_pushstring(L, uv_strerror(code));
+    lua_setfield(L, -2, name);
+  }
+  return 1;
+}
+
 /* package.preload loader of an embedded file: upvalue 1 = index */
 static int load_embedded(lua_State *L) {
   const coil_embedded *f =
@@ -121,6 +136,8 @@ int coil__open(lua_State *L, coil_runtime *rt) {
   lua_setfield(L, -2, "_host_loop");
   lua_getfield(L, LUA_REGISTRYINDEX, "coil.hooks");
   lua_setfield(L, -2, "_hooks");
+  lua_pushcfunction(L, l_uv_errors);
+  lua_setfield(L, -2, "_uv_errors");
   lua_setfield(L, -2, "coil");
   lua_pop(L, 1);
 
