@@ -279,15 +279,20 @@ static int entry_msgh(lua_State *L) {
 static int pop_defer(lua_State *L, coil_task *t) {
   int n, i;
   lua_Integer len;
+  int type;
   coil__push_task(L, t);
-  if (lua_getiuservalue(L, -1, 2) == LUA_TFUNCTION) { /* a lone defer */
+  type = lua_getiuservalue(L, -1, 2); /* task, extras */
+  if (type == LUA_TFUNCTION) {        /* a lone defer */
     lua_pushnil(L);
     lua_setiuservalue(L, -3, 2);
     lua_remove(L, -2);
     return 0;
   }
-  lua_pop(L, 2);
-  if (!push_extras_of(L, t, 0)) return -1;
+  lua_remove(L, -2);
+  if (type != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return -1;
+  }
   if (lua_getfield(L, -1, "defers") != LUA_TTABLE) {
     lua_pop(L, 2);
     return -1;
