@@ -99,7 +99,7 @@ describe("the shutdown", function()
 
     it("after the grace ran out", function()
       local r = run("stuck", { "--grace", "0.3", "spec/fixtures/io_child.lua", "stuck" }, 1)
-      assert.matches("ignored cancellation for 0%.3 s; closed by force", r.stderr)
+      assert.matches("ignored cancellation for [%d.]+ s; closed by force", r.stderr)
     end)
   end)
 
