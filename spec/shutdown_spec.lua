@@ -101,6 +101,13 @@ session closed
     assert.is_true(r.after_signal < 5)
   end)
 
+  it("gives the whole grace even when the signal found a task busy", function()
+    local r = interrupt({ "--grace", "1", fixture "sd_busy_then_grace" }, { 0.5, "sigint" })
+    assert.equal(2, r.signal)
+    assert.matches("stubborn closed", r.stdout)
+    assert.is_true(r.after_signal >= 0.9, "forced after " .. r.after_signal .. " s")
+  end)
+
   it("ends at once on a third interrupt", function()
     local r = interrupt({ "-e", [[
       local coil = require "coil"

@@ -38,6 +38,7 @@ void coil__request(coil_runtime *rt, int status, int signo,
   }
   if (rt->phase != PHASE_RUN) return;
   rt->phase = PHASE_DRAIN;
+  uv_update_time(rt->loop);
   rt->shutdown_started = uv_now(rt->loop);
   if (signo && !rt->quiet)
     coil__messagef(rt, "%s received, cancelling %zu task(s) (%s again to force)",
@@ -49,6 +50,9 @@ void coil__request(coil_runtime *rt, int status, int signo,
   rt->cancel_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   if (rt->grace >= 0) {
+    /* the loop's cached time may be stale (a long drain, a busy task
+     * interrupted by the hook): the grace counts from now */
+    uv_update_time(rt->loop);
     uv_timer_start(&rt->grace_timer, on_grace,
                    (uint64_t)(rt->grace * 1000.0 + 0.5), 0);
     rt->grace_started = 1;
@@ -214,6 +218,7 @@ void coil__close_handles(coil_runtime *rt) {
     /* The grace timer now bounds the wait for what the loop still runs: a
      * request stuck in a threadpool (a read from a FIFO, say) must not keep
      * a shutting-down process alive. coil_run closes it last. */
+    uv_update_time(rt->loop);
     uv_timer_start(&rt->grace_timer, on_linger,
                    (uint64_t)((rt->grace > 1 ? rt->grace : 1) * 1000.0), 0);
   } else {
