@@ -65,6 +65,8 @@ local function to_ms(s) return min(ceil(s * 1000), 2 ^ 52) end
 
 local function new_timer(s, fn)
   local timer = uv.new_timer()
+  -- the loop's cached time may be stale (a long drain): count from now
+  uv.update_time()
   timer:start(to_ms(s), 0, fn)
   return timer
 end
