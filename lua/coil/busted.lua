@@ -13,7 +13,6 @@
 -- each of its tasks was waiting. docs/testing.md tells how to read it all.
 local coil = require "coil"
 local uv = require "luv"
-local handles = require "coil.handles" -- the record behind coil._open_handles
 
 local error, ipairs, pairs, pcall, rawget, select, setmetatable, tostring,
   type, xpcall = error, ipairs, pairs, pcall, rawget, select, setmetatable,
@@ -31,38 +30,8 @@ local M = {
   grace = 2,
 }
 
--- Where each luv handle was opened --------------------------------------------
-
--- handle -> "file:line" of the first frame outside coil's own files
-local opened_at = setmetatable({}, { __mode = "k" })
-
-local function caller_site()
-  for level = 3, 40 do
-    local info = getinfo(level, "Sl")
-    if not info then break end
-    if info.what ~= "C" and not info.source:match "^@coil/" then
-      return info.short_src .. ":" .. (info.currentline or 0)
-    end
-  end
-  return nil
-end
-
-local function recording(constructor)
-  return function(...)
-    local handle, a, b = constructor(...)
-    if handle then opened_at[handle] = caller_site() end
-    return handle, a, b
-  end
-end
-
--- the same constructors lua/coil/handles.lua accounts for
-for name, fn in pairs(uv) do
-  if type(fn) == "function" and name:match "^new_" and name ~= "new_thread"
-      and name ~= "new_work" then
-    uv[name] = recording(fn)
-  end
-end
-uv.spawn = recording(uv.spawn)
+-- Where each luv handle was opened: coil's handle record keeps the site.
+coil._record_sites(true)
 
 -- Describing what was left behind ---------------------------------------------
 
@@ -104,7 +73,7 @@ end
 local function describe_handle(handle)
   local kind = tostring(handle):match "^(uv_[%w_]+)" or tostring(handle)
   local text = "luv handle " .. kind .. " still open"
-  local site = opened_at[handle]
+  local site = coil._handle_site(handle)
   if site then text = text .. ", opened at " .. site end
   return text
 end
@@ -150,7 +119,7 @@ local function wait_done(task, seconds)
   local me = coil.current()
   local function wake() coil._wake(me) end
   local timer = uv.new_timer()
-  handles[timer] = nil -- the helper's own: not the test's, not in its checks
+  coil._untrack(timer) -- the helper's own: not the test's, not in its checks
   task:on_done(wake)
   timer:start(math.max(1, math.floor(seconds * 1000 + 0.5)), 0, wake)
   local ok, err = pcall(coil._park)

@@ -5,13 +5,32 @@ local core = require "coil"
 local uv = require "luv"
 
 local pcall, pairs, setmetatable = pcall, pairs, setmetatable
+local getinfo = debug.getinfo
 
+-- handle -> true, or the "file:line" that opened it while sites are recorded
 local handles = setmetatable({}, { __mode = "k" })
+local record_sites = false
+
+-- The first frame outside coil's own files: where the script opened it.
+local function caller_site()
+  for level = 3, 40 do
+    local info = getinfo(level, "Sl")
+    if not info then break end
+    if info.what ~= "C" and not info.source:match "^@coil/" then
+      return info.short_src .. ":" .. (info.currentline or 0)
+    end
+  end
+  return true
+end
+
+local function track(handle)
+  handles[handle] = record_sites and caller_site() or true
+end
 
 local function tracked(constructor)
   return function(...)
     local handle, a, b = constructor(...)
-    if handle then handles[handle] = true end
+    if handle then track(handle) end
     return handle, a, b
   end
 end
@@ -37,7 +56,7 @@ function uv.spawn(path, options, on_exit)
   end
   local pid
   handle, pid = uv_spawn(path, options, exit_cb)
-  if handle then handles[handle] = true end
+  if handle then track(handle) end
   return handle, pid
 end
 
@@ -99,6 +118,20 @@ function core._hooks.busy()
   end
   return false
 end
+
+--- core._record_sites(on): from now on, remember where each handle is
+-- opened (for the test helper's messages; off by default, it costs a stack
+-- walk per handle).
+function core._record_sites(on) record_sites = on and true or false end
+
+--- core._handle_site(handle) -> "file:line" that opened it, or nil.
+function core._handle_site(handle)
+  local site = handles[handle]
+  if site ~= true then return site end
+end
+
+--- core._untrack(handle): coil's own helpers' handles are not the script's.
+function core._untrack(handle) handles[handle] = nil end
 
 --- Open handles, for the test helpers: a list of handles.
 function core._open_handles()
