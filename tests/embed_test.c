@@ -25,15 +25,22 @@ static void on_closed(coil_runtime *rt, int status, void *ud) {
   rec->status = status;
 }
 
+/* The config of a plugin on a host loop, reporting to rec. */
+static void plugin_config(coil_config *cfg, uv_loop_t *loop,
+                          closed_record *rec) {
+  coil_config_init(cfg);
+  cfg->loop = loop;
+  cfg->grace = 1.0;
+  cfg->on_closed = on_closed;
+  cfg->ud = rec;
+}
+
+/* A plugin on a host loop running code (the runtime's main task). */
 static coil_runtime *new_plugin(uv_loop_t *loop, closed_record *rec,
                                 const char *code) {
   coil_config cfg;
   coil_runtime *rt;
-  coil_config_init(&cfg);
-  cfg.loop = loop;
-  cfg.grace = 1.0;
-  cfg.on_closed = on_closed;
-  cfg.ud = rec;
+  plugin_config(&cfg, loop, rec);
   CHECK_EQ(coil_new(&rt, &cfg), 0);
   if (code) CHECK_EQ(coil_spawn_string(rt, code, "=plugin"), 0);
   return rt;
@@ -246,11 +253,8 @@ static void test_memory_limit(void) {
   coil_config cfg;
   coil_runtime *rt, *next;
   CHECK_EQ(uv_loop_init(&loop), 0);
-  coil_config_init(&cfg);
-  cfg.loop = &loop;
+  plugin_config(&cfg, &loop, &rec);
   cfg.memory_limit = 4u << 20;
-  cfg.on_closed = on_closed;
-  cfg.ud = &rec;
   CHECK_EQ(coil_new(&rt, &cfg), 0);
   CHECK_EQ(coil_spawn_string(rt,
                              "local coil = require 'coil'\n"
@@ -316,11 +320,8 @@ static void test_stubborn_plugin_is_forced(void) {
   coil_config cfg;
   coil_runtime *rt;
   CHECK_EQ(uv_loop_init(&loop), 0);
-  coil_config_init(&cfg);
-  cfg.loop = &loop;
+  plugin_config(&cfg, &loop, &rec);
   cfg.grace = 0.1;
-  cfg.on_closed = on_closed;
-  cfg.ud = &rec;
   CHECK_EQ(coil_new(&rt, &cfg), 0);
   CHECK_EQ(coil_spawn_string(rt,
                              "local coil = require 'coil'\n"
@@ -468,11 +469,8 @@ static void test_memory_limit_counts_live_data_only(void) {
   coil_config cfg;
   coil_runtime *rt;
   CHECK_EQ(uv_loop_init(&loop), 0);
-  coil_config_init(&cfg);
-  cfg.loop = &loop;
+  plugin_config(&cfg, &loop, &rec);
   cfg.memory_limit = 4u << 20;
-  cfg.on_closed = on_closed;
-  cfg.ud = &rec;
   CHECK_EQ(coil_new(&rt, &cfg), 0);
   CHECK_EQ(coil_spawn_string(rt,
                              "local coil = require 'coil'\n"
@@ -523,11 +521,8 @@ static void test_shutdown_reaches_busy_plugin(void) {
   coil_config cfg;
   pthread_t thread;
   CHECK_EQ(uv_loop_init(&loop), 0);
-  coil_config_init(&cfg);
-  cfg.loop = &loop;
+  plugin_config(&cfg, &loop, &rec);
   cfg.grace = 0.1;
-  cfg.on_closed = on_closed;
-  cfg.ud = &rec;
   CHECK_EQ(coil_new(&shared_rt, &cfg), 0);
   CHECK_EQ(coil_spawn_string(shared_rt,
                              "local coil = require 'coil'\n"
