@@ -16,6 +16,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1289,6 +1290,7 @@ static void task_resume(coil_runtime *rt, coil_task *t) {
   t->state = TASK_RUNNING;
   rt->current = t;
   atomic_store(&rt->running_L, co);
+  errno = 0; /* the interrupt hook reads EINTR as "a C call was cut short" */
   st = lua_resume(co, rt->L, t->nargs, &nres);
   atomic_store(&rt->running_L, NULL);
   rt->current = NULL;
