@@ -482,11 +482,20 @@ const char *coil_strerror(int code) {
   }
 }
 
+/* Flushes f unless another thread, or the code this signal handler
+ * interrupted in another thread, holds its lock: dying must not wait. */
+static void flush_if_free(FILE *f) {
+  if (ftrylockfile(f) != 0) return;
+  fflush_unlocked(f);
+  funlockfile(f);
+}
+
 void coil_die_by_signal(int signo) {
   sigset_t set;
   struct sigaction sa;
-  fflush(stdout);
-  fflush(stderr);
+  /* also called from the interrupt handler (the third interrupt) */
+  flush_if_free(stdout);
+  flush_if_free(stderr);
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = SIG_DFL;
   sigemptyset(&sa.sa_mask);

@@ -126,10 +126,10 @@ static void on_interrupt(int signo) {
     atomic_compare_exchange_strong(&rt->sig_first, &expected, signo);
     n = atomic_fetch_add(&rt->sig_count, 1) + 1;
     if (n >= 3) {
-      /* the way out when cleanup itself is stuck: die now, by this signal */
-      signal(signo, SIG_DFL);
-      raise(signo);
-      goto out;
+      /* the way out when cleanup itself is stuck: die now, by this signal
+       * (unblocked, raised, and _exit(128 + n) as PID 1, where a default
+       * action does not kill) */
+      coil_die_by_signal(signo);
     }
     if (atomic_load(&rt->sig_handled) < n) coil__interrupt_running(rt);
   }
