@@ -226,6 +226,8 @@ COIL_INTERNAL int coil__dump(lua_State *L);
 /* signal.c */
 COIL_INTERNAL int coil__signals_install(coil_runtime *rt);
 COIL_INTERNAL void coil__signals_uninstall(coil_runtime *rt);
+COIL_INTERNAL void coil__signals_keep_usr1(coil_runtime *rt);
+COIL_INTERNAL int coil__signals_unhandled(coil_runtime *rt);
 COIL_INTERNAL void coil__signals_poll(coil_runtime *rt);
 COIL_INTERNAL void coil__signal_open(lua_State *L, coil_runtime *rt);
 COIL_INTERNAL void coil__clear_hook(coil_runtime *rt, lua_State *co);

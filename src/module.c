@@ -89,7 +89,12 @@ static int l_run(lua_State *L) {
     if (!rt->abandoned) uv_run(rt->loop, UV_RUN_NOWAIT);
   }
   rt->abandoned = 0;
-  if (installed) coil__signals_uninstall(rt);
+  if (installed) {
+    /* an interrupt during the teardown ends this run by it too */
+    int late = coil__signals_unhandled(rt);
+    if (late && !rt->exit_signal) rt->exit_signal = late;
+    coil__signals_uninstall(rt);
+  }
   rt->signals = 0;
   rt->in_run = 0;
   rt->main_task = NULL;

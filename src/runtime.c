@@ -377,10 +377,19 @@ int coil_spawn_main(coil_runtime *rt, int nargs) {
 /* Closes the Lua state and, in own-loop mode, the loop. */
 void coil__after_loop(coil_runtime *rt) {
   if (!rt->lua_closed && rt->L) {
+    int signo;
     coil__report_unseen_all(rt);
     lua_close(rt->L);
     rt->L = NULL;
     rt->lua_closed = 1;
+    /* an interrupt that came while the loop no longer acted on signals
+     * (handles closing, __gc at lua_close) still ends the run by it; a
+     * later one goes on when the runtime lets the signals go */
+    signo = coil__signals_unhandled(rt);
+    if (signo && !rt->exit_signal) {
+      rt->exit_signal = signo;
+      rt->exit_status = 128 + signo;
+    }
   }
   coil__heap_free(rt);
   fflush(stdout);
@@ -444,7 +453,6 @@ void coil_free(coil_runtime *rt) {
     rt->free_pending = 1; /* done once on_closed returns */
     return;
   }
-  coil__signals_uninstall(rt);
   if (rt->phase < PHASE_CLOSING) {
     /* a host freeing a runtime it did not shut down: no grace, no hooks */
     coil__force_all(rt, NULL);
@@ -465,6 +473,9 @@ void coil_free(coil_runtime *rt) {
       uv_close((uv_handle_t *)&rt->grace_timer, NULL);
     while (uv_loop_close(rt->loop) == UV_EBUSY) uv_run(rt->loop, UV_RUN_ONCE);
   }
+  /* signals are watched until the very end (an interrupt that arrives now
+   * goes on to the process's own disposition) */
+  coil__signals_uninstall(rt);
   free(rt);
 }
 

@@ -227,6 +227,7 @@ void coil__close_handles(coil_runtime *rt) {
   if (rt->usr1_started) {
     close_own(rt, (uv_handle_t *)&rt->usr1);
     rt->usr1_started = 0;
+    coil__signals_keep_usr1(rt);
   }
   if (rt->L) coil__call_hook(rt, "close_handles", 0, 0);
 }

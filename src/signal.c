@@ -20,8 +20,8 @@
 static coil_runtime *_Atomic signal_rt;
 
 static const int interrupts[] = {SIGINT, SIGTERM, SIGHUP};
-static struct sigaction saved[3], saved_pipe;
-static int installed[3], pipe_ignored;
+static struct sigaction saved[3], saved_pipe, saved_usr1;
+static int installed[3], pipe_ignored, usr1_kept;
 
 static const struct {
   const char *name;
@@ -91,7 +91,10 @@ static void busy_hook(lua_State *L, lua_Debug *ar) {
   signo = atomic_load(&rt->sig_first);
   /* the loop could not act on the request: start the shutdown from here, so
    * that it (not this task's end) decides the exit status */
-  if (signo) {
+  if (signo && rt->phase >= PHASE_CLOSING) {
+    /* teardown: the signal is not acted on here; it ends the process once
+     * the teardown is over (coil__signals_unhandled) */
+  } else if (signo) {
     atomic_fetch_add(&rt->sig_handled, 1);
     coil__request(rt, 128 + signo, signo, coil__signal_name(signo));
   } else {
@@ -138,6 +141,10 @@ out:
   errno = saved_errno;
 }
 
+/* SIGUSR1 once its libuv handle is closed (teardown): nothing to dump, and
+ * the default action (death) must not end a run that is finishing. */
+static void on_late_usr1(int signo) { (void)signo; }
+
 static void on_usr1(uv_signal_t *h, int signo) {
   coil_runtime *rt = (coil_runtime *)h->data;
   (void)signo;
@@ -175,6 +182,7 @@ int coil__signals_install(coil_runtime *rt) {
     pipe_ignored = 1;
   }
   if (!rt->usr1_started) {
+    sigaction(SIGUSR1, NULL, &saved_usr1);
     uv_signal_init(rt->loop, &rt->usr1);
     rt->usr1.data = rt;
     uv_signal_start(&rt->usr1, on_usr1, SIGUSR1);
@@ -184,8 +192,31 @@ int coil__signals_install(coil_runtime *rt) {
   return 0;
 }
 
+/* Step 6 closed the SIGUSR1 handle (libuv restored the default action):
+ * SIGUSR1 is still watched, and ignored, until the runtime lets go. */
+void coil__signals_keep_usr1(coil_runtime *rt) {
+  struct sigaction sa;
+  if (atomic_load(&signal_rt) != rt || usr1_kept) return;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_late_usr1;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGUSR1, &sa, NULL);
+  usr1_kept = 1;
+}
+
+/* An interrupt the loop never acted on (it came while handles closed or
+ * while __gc ran at lua_close): returns its signal, once, or 0. */
+int coil__signals_unhandled(coil_runtime *rt) {
+  int n = atomic_load(&rt->sig_count);
+  if (atomic_load(&signal_rt) != rt || atomic_load(&rt->sig_handled) >= n)
+    return 0;
+  atomic_store(&rt->sig_handled, n);
+  return atomic_load(&rt->sig_first);
+}
+
 void coil__signals_uninstall(coil_runtime *rt) {
-  int i;
+  int i, late = 0;
+  struct sigaction now;
   if (atomic_load(&signal_rt) != rt) return;
   for (i = 0; i < 3; i++) {
     if (installed[i]) sigaction(interrupts[i], &saved[i], NULL);
@@ -193,7 +224,18 @@ void coil__signals_uninstall(coil_runtime *rt) {
   }
   if (pipe_ignored) sigaction(SIGPIPE, &saved_pipe, NULL);
   pipe_ignored = 0;
+  if (usr1_kept) sigaction(SIGUSR1, &saved_usr1, NULL);
+  usr1_kept = 0;
+  /* an interrupt that came after the run's end was decided is not lost:
+   * it goes to the disposition the process had before coil */
+  if (atomic_load(&rt->sig_handled) < atomic_load(&rt->sig_count))
+    late = atomic_load(&rt->sig_first);
   atomic_store(&signal_rt, NULL);
+  if (late) {
+    sigaction(late, NULL, &now);
+    if (now.sa_handler == SIG_DFL) coil_die_by_signal(late);
+    if (now.sa_handler != SIG_IGN) raise(late);
+  }
 }
 
 /* Whether an on_signal-handled signal waits to be dispatched. */
