@@ -149,6 +149,12 @@ struct coil_runtime {
   size_t mem_used, mem_limit;
   int mem_exceeded;
 
+  /* teardown (runtime.c): Lua code still runs at lua_close (__gc) and in
+   * the last unseen-error report; the limit holds there too, and once the
+   * host asks again (coil_shutdown) the Lua state gets no more memory */
+  atomic_int teardown;
+  atomic_int teardown_stop;
+
   coil_closed_cb on_closed;
   void *ud;
   char last_error[512];

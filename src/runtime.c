@@ -121,9 +121,16 @@ static void *coil_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     rt->mem_used -= osize;
     return NULL;
   }
-  if (rt->mem_limit && nsize > osize &&
-      atomic_load_explicit(&rt->running_L, memory_order_relaxed) != NULL) {
+  if (nsize > osize && (rt->mem_limit || rt->teardown_stop) &&
+      (atomic_load_explicit(&rt->running_L, memory_order_relaxed) != NULL ||
+       atomic_load_explicit(&rt->teardown, memory_order_relaxed))) {
     size_t limit = rt->mem_limit;
+    /* the host asked to stop a teardown that does not end (a __gc that
+     * never returns: hooks do not run in finalizers, so this is how) */
+    if (atomic_load_explicit(&rt->teardown_stop, memory_order_relaxed) &&
+        atomic_load_explicit(&rt->teardown, memory_order_relaxed))
+      return NULL;
+    if (!limit) goto grant;
     if (rt->mem_exceeded) limit += limit / 4;
     if (rt->mem_used + (nsize - osize) > limit) {
       /* Lua collects garbage and asks again with the same arguments: only a
@@ -137,6 +144,7 @@ static void *coil_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
       return NULL;
     }
   }
+grant:
   rt->refused_size = 0;
   ptr = realloc(ptr, nsize);
   if (ptr) rt->mem_used += nsize - osize;
@@ -374,14 +382,50 @@ int coil_spawn_main(coil_runtime *rt, int nargs) {
   return r;
 }
 
+/* Set (by the loop's thread) while the last unseen-error report runs: an
+ * interrupt or coil_shutdown that came meanwhile stops its Lua code. (At
+ * lua_close itself Lua runs no hooks in __gc: there coil_alloc refuses
+ * memory instead.) */
+static void teardown_hook(lua_State *L, lua_Debug *ar) {
+  coil_runtime *rt = coil__rt(L);
+  (void)ar;
+  if (rt && (atomic_load(&rt->teardown_stop) ||
+             atomic_load(&rt->sig_handled) < atomic_load(&rt->sig_count)))
+    luaL_error(L, "coil: the teardown was interrupted");
+}
+
+/* The last report, protected: under the limit even coil's own bookkeeping
+ * in it may run out of memory. */
+static int report_unseen_protected(lua_State *L) {
+  coil__report_unseen_all(coil__rt(L));
+  return 0;
+}
+
 /* Closes the Lua state and, in own-loop mode, the loop. */
 void coil__after_loop(coil_runtime *rt) {
   if (!rt->lua_closed && rt->L) {
     int signo;
-    coil__report_unseen_all(rt);
+    /* Lua code runs here still: under the memory limit (coil_alloc), and
+     * the report's handlers stoppable by an interrupt or coil_shutdown */
+    atomic_store(&rt->teardown, 1);
+    lua_sethook(rt->L, teardown_hook, LUA_MASKCOUNT, 1000);
+    lua_pushcfunction(rt->L, report_unseen_protected);
+    if (lua_pcall(rt->L, 0, 0, 0) != LUA_OK) lua_pop(rt->L, 1);
+    lua_sethook(rt->L, NULL, 0, 0);
     lua_close(rt->L);
     rt->L = NULL;
     rt->lua_closed = 1;
+    atomic_store(&rt->teardown, 0);
+    if (atomic_load(&rt->teardown_stop)) {
+      if (!rt->exit_set) {
+        rt->exit_set = 1;
+        rt->exit_status = atomic_load(&rt->shutdown_request_status);
+      }
+      if (!rt->quiet)
+        coil__message(rt, "coil_shutdown cut the teardown short: Lua code "
+                          "still running then (a __gc, an on_error "
+                          "handler) was stopped");
+    }
     /* an interrupt that came while the loop no longer acted on signals
      * (handles closing, __gc at lua_close) still ends the run by it; a
      * later one goes on when the runtime lets the signals go */
@@ -436,6 +480,13 @@ int coil_run(coil_runtime *rt) {
 int coil_shutdown(coil_runtime *rt, int status) {
   int expected = 0;
   if (!rt) return COIL_EINVAL;
+  if (atomic_load(&rt->teardown)) {
+    /* the run is over and Lua code at teardown does not end: stop it */
+    if (atomic_compare_exchange_strong(&rt->shutdown_claimed, &expected, 1))
+      atomic_store(&rt->shutdown_request_status, status);
+    atomic_store(&rt->teardown_stop, 1);
+    return 0;
+  }
   /* the first request's status wins, whichever thread gets there first */
   if (atomic_compare_exchange_strong(&rt->shutdown_claimed, &expected, 1)) {
     atomic_store(&rt->shutdown_request_status, status);
