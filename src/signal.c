@@ -141,6 +141,9 @@ out:
   errno = saved_errno;
 }
 
+/* SIGPIPE: the write that raised it fails with EPIPE, which is enough. */
+static void on_sigpipe(int signo) { (void)signo; }
+
 /* SIGUSR1 once its libuv handle is closed (teardown): nothing to dump, and
  * the default action (death) must not end a run that is finishing. */
 static void on_late_usr1(int signo) { (void)signo; }
@@ -175,10 +178,17 @@ int coil__signals_install(coil_runtime *rt) {
     installed[i] = 1;
   }
   /* A write to a peer that has gone must be an EPIPE error, not a death
-   * without cleanup (Node does the same); children get it back by default. */
+   * without cleanup (Node does the same). A handler that does nothing, not
+   * SIG_IGN: exec keeps an ignored signal, so io.popen("yes | head -1")
+   * would hand `yes` an ignored SIGPIPE; a handler resets to the default. */
   sigaction(SIGPIPE, NULL, &saved_pipe);
   if (saved_pipe.sa_handler == SIG_DFL) {
-    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigpipe;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGPIPE, &sa, NULL);
     pipe_ignored = 1;
   }
   if (!rt->usr1_started) {
