@@ -423,7 +423,14 @@ coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs) {
 
 static int l_spawn(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  /* a callable object runs like a function (lua_pcallk calls __call), as
+   * call_later, gather and race already accept it */
+  if (lua_type(L, 1) != LUA_TFUNCTION) {
+    if (luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
+      luaL_checktype(L, 1, LUA_TFUNCTION);
+    else
+      lua_pop(L, 1);
+  }
   if (rt->phase >= PHASE_CLOSING)
     return luaL_error(L, "coil: the runtime is closing; no task can start");
   coil__spawn(L, rt, lua_gettop(L) - 1);
