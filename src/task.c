@@ -326,9 +326,13 @@ static int pop_defer(lua_State *L, coil_task *t) {
   return n;
 }
 
-/* Reports an error raised by a cleanup function (Cancelled is not). */
+/* Reports an error raised by a cleanup function (Cancelled is not: a
+ * Cancelled that left through a deferred function, os.exit's in one say,
+ * was not swallowed by the task). */
 static void report_cleanup_error(lua_State *L, coil_task *t) {
-  if (!coil__is_cancelled(L, -1)) {
+  if (coil__is_cancelled(L, -1)) {
+    if (t->cancels > 0) t->cancels--;
+  } else {
     coil__push_name(L, t);
     coil__report_error(
         L,
@@ -817,7 +821,9 @@ static void report_unseen(coil_runtime *rt, lua_State *L, int task_idx) {
     lua_getiuservalue(L, task_idx, 1);
     push_error_text(L, task_idx);
     if (coil__pcall(L, 3, 0) != LUA_OK) {
-      coil__report_error(L, "error in the coil.on_error handler", -1);
+      /* os.exit in the handler is a request, not an error */
+      if (!coil__is_cancelled(L, -1))
+        coil__report_error(L, "error in the coil.on_error handler", -1);
       lua_pop(L, 1);
     }
     return;
