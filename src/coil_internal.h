@@ -337,9 +337,6 @@ COIL_INTERNAL extern const coil_embedded coil__lua_files[];
 /* lib.c: the Lua bindings (luv on the loop, the coil table) */
 COIL_INTERNAL int coil__open(lua_State *L, coil_runtime *rt);
 
-/* runtime.c: the public C API */
-COIL_INTERNAL void coil__after_loop(coil_runtime *rt);
-
 /* Lua 5.4.4 closes a coroutine with lua_resetthread; 5.4.6+ with
  * lua_closethread(co, from). */
 static inline int coil__closethread(lua_State *co, lua_State *from) {

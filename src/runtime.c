@@ -106,6 +106,16 @@ lua_State *coil_lua(coil_runtime *rt) { return rt->L; }
 uv_loop_t *coil_loop(coil_runtime *rt) { return rt->loop; }
 int coil_exit_signal(coil_runtime *rt) { return rt->run.exit_signal; }
 
+/* Own-loop mode: a runtime whose last run is over starts a new one when it
+ * is given work or run again: its handles reopened, nothing of the last
+ * run kept (coil__run_reset). */
+static void new_run_if_over(coil_runtime *rt) {
+  if (rt->owns_loop != 1 || rt->run.phase != PHASE_CLOSED) return;
+  coil__open_handles(rt);
+  coil__run_reset(rt);
+  if (rt->signals) coil__signals_install(rt); /* SIGUSR1's handle again */
+}
+
 static int spawn_function(coil_runtime *rt, int nargs, int main) {
   lua_State *L = rt->L;
   coil_task *t;
@@ -136,6 +146,7 @@ int coil_spawn_file(coil_runtime *rt, const char *path, int argc,
   lua_State *L = rt->L;
   int r, i;
   if (path && strcmp(path, "-") == 0) path = NULL;
+  new_run_if_over(rt);
   r = load_checked(rt, luaL_loadfile(L, path));
   if (r) return r;
   if (!lua_checkstack(L, argc + 2)) {
@@ -160,6 +171,7 @@ int coil_spawn_file(coil_runtime *rt, const char *path, int argc,
 int coil_spawn_string(coil_runtime *rt, const char *chunk, const char *name) {
   int r;
   if (!chunk) return COIL_EINVAL;
+  new_run_if_over(rt);
   r = load_checked(rt, luaL_loadbuffer(rt->L, chunk, strlen(chunk),
                                        name ? name : "=(string)"));
   if (r) return r;
@@ -176,6 +188,7 @@ int coil_spawn_call(coil_runtime *rt, int nargs, coil_done_cb done_cb,
   if (nargs < 0 || lua_gettop(L) < nargs + 1 ||
       lua_type(L, -(nargs + 1)) != LUA_TFUNCTION)
     return COIL_EINVAL;
+  new_run_if_over(rt);
   if (done_cb && !(rec = coil__done_record_new(done_cb, ud))) {
     lua_pop(L, nargs + 1);
     return COIL_ENOMEM;
@@ -196,13 +209,14 @@ int coil_spawn_main(coil_runtime *rt, int nargs) {
   if (nargs < 0 || lua_gettop(L) < nargs + 1 ||
       lua_type(L, -(nargs + 1)) != LUA_TFUNCTION)
     return COIL_EINVAL;
+  new_run_if_over(rt);
   r = spawn_function(rt, nargs, 1);
   if (r == 0) lua_pop(L, 1);
   return r;
 }
 
-/* Closes the Lua state and, in own-loop mode, the loop. */
-void coil__after_loop(coil_runtime *rt) {
+/* Reports what is left to report and closes the Lua state. */
+static void close_lua(coil_runtime *rt) {
   if (!rt->lua_closed && rt->L) {
     coil__report_unseen_all(rt);
     lua_close(rt->L);
@@ -216,23 +230,21 @@ void coil__after_loop(coil_runtime *rt) {
 
 int coil_run(coil_runtime *rt) {
   if (!rt) return 1;
-  if (rt->owns_loop != 1 || rt->run.phase == PHASE_CLOSED) {
-    coil__message(rt, rt->owns_loop ? "coil_run: the runtime already ran"
-                                     : "coil_run: the runtime is on the "
-                                       "host's loop; the host runs it");
+  if (rt->owns_loop != 1) {
+    coil__message(rt, rt->owns_loop ? "coil_run: the runtime gave up on its "
+                                      "loop (a request never finished)"
+                                    : "coil_run: the runtime is on the "
+                                      "host's loop; the host runs it");
     return 1;
   }
+  new_run_if_over(rt);
   coil__drive(rt, 1);
-  coil__after_loop(rt);
-  {
-    /* after giving up on a stuck request the loop cannot close: the
-     * process is about to exit, and that request with it */
-    int r = rt->run.abandoned ? 0 : uv_loop_close(rt->loop);
-    if (r != 0)
-      coil__messagef(rt, "internal error: the loop did not close (%s)",
-                     uv_strerror(r));
-    rt->owns_loop = 2; /* closed, or abandoned */
-  }
+  coil__report_unseen_all(rt);
+  /* after giving up on a stuck request the loop cannot close: the process
+   * is about to exit, and that request with it */
+  if (rt->run.abandoned) rt->owns_loop = 2;
+  fflush(stdout);
+  fflush(stderr);
   return rt->run.exit_status;
 }
 
@@ -266,7 +278,7 @@ void coil_free(coil_runtime *rt) {
     }
     while (rt->run.phase != PHASE_CLOSED) uv_run(rt->loop, UV_RUN_ONCE);
   }
-  coil__after_loop(rt);
+  close_lua(rt);
   if (rt->owns_loop == 1) {
     /* the grace timer bounded the teardown: it goes last */
     if (!uv_is_closing((uv_handle_t *)&rt->grace_timer))

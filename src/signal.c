@@ -155,6 +155,7 @@ static void on_usr1(uv_signal_t *h, int signo) {
 int coil__signals_install(coil_runtime *rt) {
   coil_runtime *expected = NULL;
   int i;
+  if (atomic_load(&signal_rt) == rt) goto usr1; /* a new run */
   if (!atomic_compare_exchange_strong(&signal_rt, &expected, rt))
     return COIL_EBUSY;
   for (i = 0; i < 3; i++) {
@@ -179,6 +180,7 @@ int coil__signals_install(coil_runtime *rt) {
     signal(SIGPIPE, SIG_IGN);
     pipe_ignored = 1;
   }
+usr1:
   if (!rt->usr1_started) {
     uv_signal_init(rt->loop, &rt->usr1);
     rt->usr1.data = rt;
