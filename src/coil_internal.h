@@ -177,7 +177,6 @@ struct coil_runtime {
   size_t live;        /* tasks not done */
   int anchors_ref;    /* registry: table slot -> live task userdata */
   int entry_ref;      /* registry: the coroutine main function */
-  int signal_watchers_ref;
 
   /* memory (memory.c) */
   size_t mem_used, mem_limit;
@@ -263,6 +262,18 @@ COIL_INTERNAL void coil__record_unseen(lua_State *L, int idx);
 COIL_INTERNAL void coil__report_unseen_all(coil_runtime *rt);
 COIL_INTERNAL void coil__error_open(lua_State *L, coil_runtime *rt);
 
+/* signal.c: the only async-signal-safe code */
+COIL_INTERNAL int coil__signals_install(coil_runtime *rt);
+COIL_INTERNAL void coil__signals_uninstall(coil_runtime *rt);
+COIL_INTERNAL void coil__signals_poll(coil_runtime *rt);
+COIL_INTERNAL void coil__signal_open(lua_State *L, coil_runtime *rt);
+COIL_INTERNAL void coil__clear_hook(coil_runtime *rt, lua_State *co);
+COIL_INTERNAL int coil__signals_pending(coil_runtime *rt);
+COIL_INTERNAL void coil__interrupt_running(coil_runtime *rt);
+COIL_INTERNAL int coil__signal_number(const char *name);
+COIL_INTERNAL const char *coil__signal_name(int signo);
+COIL_INTERNAL void coil__die_by_signal(int signo);
+
 /* scheduler.c: the ready queue and the one await-point API */
 COIL_INTERNAL void coil__make_ready(coil_runtime *rt, coil_task *t);
 COIL_INTERNAL coil_task *coil__inside_task(lua_State *L, const char *what);
@@ -302,18 +313,6 @@ COIL_INTERNAL void coil__force(coil_runtime *rt, coil_task *t);
 COIL_INTERNAL int coil__status_of(lua_State *L, int idx);
 COIL_INTERNAL void coil__spawn_open(lua_State *L, coil_runtime *rt);
 
-/* signal.c: the only async-signal-safe code */
-COIL_INTERNAL int coil__signals_install(coil_runtime *rt);
-COIL_INTERNAL void coil__signals_uninstall(coil_runtime *rt);
-COIL_INTERNAL void coil__signals_poll(coil_runtime *rt);
-COIL_INTERNAL void coil__signal_open(lua_State *L, coil_runtime *rt);
-COIL_INTERNAL void coil__clear_hook(coil_runtime *rt, lua_State *co);
-COIL_INTERNAL int coil__signals_pending(coil_runtime *rt);
-COIL_INTERNAL void coil__interrupt_running(coil_runtime *rt);
-COIL_INTERNAL int coil__signal_number(const char *name);
-COIL_INTERNAL const char *coil__signal_name(int signo);
-COIL_INTERNAL void coil__die_by_signal(int signo);
-
 /* shutdown.c: the step function, the drive loop, coil's own handles */
 COIL_INTERNAL void coil__open_handles(coil_runtime *rt);
 COIL_INTERNAL int coil__close_module_handles(coil_runtime *rt,
@@ -322,6 +321,7 @@ COIL_INTERNAL void coil__run_reset(coil_runtime *rt);
 COIL_INTERNAL void coil__shutdown_step(coil_runtime *rt);
 COIL_INTERNAL void coil__drive(coil_runtime *rt, int close_when_done);
 COIL_INTERNAL void coil__shutdown_now(coil_runtime *rt);
+COIL_INTERNAL void coil__teardown(coil_runtime *rt);
 COIL_INTERNAL void coil__luv_running(coil_runtime *rt, int running);
 COIL_INTERNAL void coil__shutdown_open(lua_State *L, coil_runtime *rt);
 
@@ -336,6 +336,9 @@ COIL_INTERNAL extern const coil_embedded coil__lua_files[];
 
 /* lib.c: the Lua bindings (luv on the loop, the coil table) */
 COIL_INTERNAL int coil__open(lua_State *L, coil_runtime *rt);
+
+/* The two front doors, on top: runtime.c (the public C API of coil.h) and
+ * module.c (luaopen_coil and coil.run for stock Lua). */
 
 /* Lua 5.4.4 closes a coroutine with lua_resetthread; 5.4.6+ with
  * lua_closethread(co, from). */

@@ -215,19 +215,6 @@ int coil_spawn_main(coil_runtime *rt, int nargs) {
   return r;
 }
 
-/* Reports what is left to report and closes the Lua state. */
-static void close_lua(coil_runtime *rt) {
-  if (!rt->lua_closed && rt->L) {
-    coil__report_unseen_all(rt);
-    lua_close(rt->L);
-    rt->L = NULL;
-    rt->lua_closed = 1;
-  }
-  coil__heap_free(rt);
-  fflush(stdout);
-  fflush(stderr);
-}
-
 int coil_run(coil_runtime *rt) {
   if (!rt) return 1;
   if (rt->owns_loop != 1) {
@@ -278,14 +265,7 @@ void coil_free(coil_runtime *rt) {
     }
     while (rt->run.phase != PHASE_CLOSED) uv_run(rt->loop, UV_RUN_ONCE);
   }
-  close_lua(rt);
-  if (rt->owns_loop == 1) {
-    /* the grace timer bounded the teardown: it goes last */
-    if (!uv_is_closing((uv_handle_t *)&rt->grace_timer))
-      uv_close((uv_handle_t *)&rt->grace_timer, NULL);
-    while (uv_loop_close(rt->loop) == UV_EBUSY) uv_run(rt->loop, UV_RUN_ONCE);
-  }
-  free(rt);
+  coil__teardown(rt);
 }
 
 const char *coil_strerror(int code) {

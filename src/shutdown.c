@@ -279,10 +279,28 @@ static void notify_closed(coil_runtime *rt) {
       rt->in_on_closed = 0;
     }
   }
-  if (rt->free_pending) {
-    rt->free_pending = 0;
-    coil_free(rt);
+  if (rt->free_pending) coil__teardown(rt);
+}
+
+/* Frees a runtime whose run is over (coil_free, or a free that had to wait
+ * for the closes): what is left to report, the Lua state, the own loop. */
+void coil__teardown(coil_runtime *rt) {
+  if (!rt->lua_closed && rt->L) {
+    coil__report_unseen_all(rt);
+    lua_close(rt->L);
+    rt->L = NULL;
+    rt->lua_closed = 1;
   }
+  coil__heap_free(rt);
+  fflush(stdout);
+  fflush(stderr);
+  if (rt->owns_loop == 1) {
+    /* the grace timer bounded the teardown: it goes last */
+    if (!uv_is_closing((uv_handle_t *)&rt->grace_timer))
+      uv_close((uv_handle_t *)&rt->grace_timer, NULL);
+    while (uv_loop_close(rt->loop) == UV_EBUSY) uv_run(rt->loop, UV_RUN_ONCE);
+  }
+  free(rt);
 }
 
 /* Advances the §3 sequence as far as what was requested and the state of
