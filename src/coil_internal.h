@@ -234,6 +234,9 @@ COIL_INTERNAL void coil__interrupt_running(coil_runtime *rt);
 COIL_INTERNAL int coil__signal_number(const char *name);
 COIL_INTERNAL const char *coil__signal_name(int signo);
 
+/* net_socket.c */
+COIL_INTERNAL void coil__net_open(lua_State *L);
+
 /* embed.c (generated): the lua/ files */
 typedef struct {
   const char *name;

@@ -361,56 +361,164 @@ local function serve(stream, handler)
   return handler(stream)
 end
 
+-- Running out of file descriptors is a state, not a failure: libuv's reserve
+-- fd refuses the connections that arrive meanwhile (so the listener neither
+-- spins nor dies), the server says so once, and says it again once it could
+-- accept a connection again.
+local function out_of_fds(self, err)
+  if not self.starved then
+    self.starved = true
+    core._report(("%s: out of file descriptors (%s): pausing accepts until one is free")
+                 :format(tostring(self), err))
+  end
+end
+
 local function on_connection(self, err)
   if self.closed then return end
   if err then
-    core._report(("%s: accepting a connection failed: %s"):format(tostring(self), uv_error(err)))
+    err = uv_error(err)
+    if err:match "^E[MN]FILE" then return out_of_fds(self, err) end
+    core._report(("%s: accepting a connection failed: %s"):format(tostring(self), err))
     return
   end
-  local tcp = uv.new_tcp()
-  local ok, e = self.handle:accept(tcp)
+  local client = self.new_client()
+  local ok, e = self.handle:accept(client)
   if not ok then
-    tcp:close()
+    client:close()
+    if tostring(e):match "^E[MN]FILE" then return out_of_fds(self, e) end
     core._report(("%s: accepting a connection failed: %s"):format(tostring(self), e))
     return
   end
-  local name = address_name(tcp:getpeername())
-  spawn(serve, new_stream(tcp, name), self.handler):name(name)
+  if self.starved then
+    self.starved = false
+    core._report(("%s: accepting again"):format(tostring(self)))
+  end
+  local name = self.peer_name(client)
+  spawn(serve, new_stream(client, name), self.handler):name(name)
 end
 
---- net.listen(host, port, handler) ⏳ -> server, or nil, err.
+local function tcp_peer(tcp) return address_name(tcp:getpeername()) end
+
+local function new_server(handle, handler, name, backlog, new_client, peer_name)
+  local self = setmetatable({ handle = handle, handler = handler, closed = false,
+                              name = name, new_client = new_client,
+                              peer_name = peer_name }, Server)
+  local ok, err = handle:listen(backlog, function(status) on_connection(self, status) end)
+  if not ok then return nil, err end
+  track(self)
+  return self
+end
+
+local LISTEN_OPTS = { reuseport = "boolean", backlog = "number" }
+
+local function check_opts(opts, known, what)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(("coil: net.%s: opts must be a table, got %s"):format(what, type(opts)), 3)
+  end
+  for k, v in pairs(opts) do
+    local want = known[k]
+    if not want then
+      error(("coil: net.%s: unknown option %s"):format(what, tostring(k)), 3)
+    end
+    if type(v) ~= want then
+      error(("coil: net.%s: opts.%s must be a %s, got %s")
+            :format(what, k, want, type(v)), 3)
+    end
+  end
+  if opts.backlog ~= nil and (math_type(opts.backlog) ~= "integer" or opts.backlog < 1) then
+    error(("coil: net.%s: opts.backlog must be a positive integer, got %s")
+          :format(what, tostring(opts.backlog)), 3)
+  end
+  return opts
+end
+
+local BACKLOG = 511 -- as Node: the kernel caps it at somaxconn
+
+--- net.listen(host, port, handler [, opts]) ⏳ -> server, or nil, err.
 -- Listens on the first address of host that can be bound (port 0: any free
 -- port, see server:address()). Each connection runs `handler(stream)` in a
 -- task of its own named after the peer ("127.0.0.1:50312", "[::1]:50312");
 -- its stream is closed when that task ends. The server keeps the process
 -- alive until server:close() or the shutdown, which closes it before any
 -- task is cancelled.
-function M.listen(host, port, handler)
+-- opts: `reuseport = true` sets SO_REUSEPORT, so several processes can
+-- listen on one port and the kernel spreads the connections; `backlog`, the
+-- length of the queue of connections not yet accepted (default 511).
+-- @raise on a bad host, port, handler or option (an unknown one too)
+function M.listen(host, port, handler, opts)
   if not current() then error("coil: net.listen must be called from inside a task", 2) end
   check_host(host, "listen")
   check_port(port, "listen")
   if type(handler) ~= "function" then
     error("coil: net.listen: handler must be a function, got " .. type(handler), 2)
   end
+  opts = check_opts(opts, LISTEN_OPTS, "listen")
   local addrs, err = resolve(host)
   if not addrs then return nil, err end
   for _, ip in ipairs(addrs) do
-    local tcp = uv.new_tcp()
-    local self = setmetatable({ handle = tcp, handler = handler, closed = false,
-                                name = ip .. ":" .. port }, Server)
-    local ok, e = tcp:bind(ip, port)
+    -- with a family the socket exists at once, so options go on before bind
+    local tcp = uv.new_tcp(ip:find(":", 1, true) and "inet6" or "inet")
+    local ok, e = true, nil
+    if opts.reuseport then ok, e = core._reuseport(tcp:fileno()) end
+    if ok then ok, e = tcp:bind(ip, port) end
+    local self
     if ok then
-      ok, e = tcp:listen(128, function(status) on_connection(self, status) end)
+      self, e = new_server(tcp, handler, ip .. ":" .. port, opts.backlog or BACKLOG,
+                           uv.new_tcp, tcp_peer)
     end
-    if ok then
+    if self then
       self.name = address_name(tcp:getsockname())
-      track(self)
       return self
     end
     tcp:close()
     err = e
   end
   return nil, err
+end
+
+--- net.listen_fd(fd, handler [, opts]) -> server, or nil, err.
+-- Serves a socket that is already bound and listening (one passed by
+-- systemd's socket activation, see coil.service.listen_fds()) like
+-- net.listen does: TCP (IPv4, IPv6) or a Unix domain stream socket. The
+-- server owns the fd from then on: server:close() closes it.
+-- opts: `backlog` (default 511).
+-- @return a server; nil, err when fd is not a stream socket
+-- @raise on a bad fd, handler or option
+function M.listen_fd(fd, handler, opts)
+  if math_type(fd) ~= "integer" or fd < 0 then
+    error("coil: net.listen_fd: fd must be a non-negative integer, got " .. tostring(fd), 2)
+  end
+  if type(handler) ~= "function" then
+    error("coil: net.listen_fd: handler must be a function, got " .. type(handler), 2)
+  end
+  opts = check_opts(opts, { backlog = "number" }, "listen_fd")
+  local family, kind = core._socket_info(fd)
+  if not family then return nil, kind end
+  if kind ~= "stream" or family == "other" then
+    return nil, uv_error "ENOTSUP" .. " (fd " .. fd .. " is not a stream socket)"
+  end
+  local handle, new_client, peer_name
+  if family == "unix" then
+    handle, new_client = uv.new_pipe(false), function() return uv.new_pipe(false) end
+    peer_name = function() return "unix:fd" .. fd end
+  else
+    handle, new_client, peer_name = uv.new_tcp(), uv.new_tcp, tcp_peer
+  end
+  local ok, e = handle:open(fd)
+  if not ok then
+    handle:close()
+    return nil, e
+  end
+  local self
+  self, e = new_server(handle, handler, "fd " .. fd, opts.backlog or BACKLOG,
+                       new_client, peer_name)
+  if not self then
+    handle:close()
+    return nil, e
+  end
+  if family ~= "unix" then self.name = address_name(handle:getsockname()) .. " (fd " .. fd .. ")" end
+  return self
 end
 
 local function check_server(self, what)
@@ -425,6 +533,7 @@ function Server:address()
   check_server(self, "address")
   if self.closed then error("coil: server:address on a closed server", 2) end
   local a = self.handle:getsockname()
+  if type(a) == "string" then return a end -- a Unix domain socket's path
   return a.ip, a.port
 end
 
