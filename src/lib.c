@@ -79,6 +79,12 @@ static int l_uv_errors(lua_State *L) {
   return 1;
 }
 
+/* coil._grace() -> the seconds cleanup gets on shutdown (--grace) */
+static int l_grace(lua_State *L) {
+  lua_pushnumber(L, coil__rt(L)->grace);
+  return 1;
+}
+
 /* package.preload loader of an embedded file: upvalue 1 = index */
 static int load_embedded(lua_State *L) {
   const coil_embedded *f =
@@ -139,6 +145,8 @@ int coil__open(lua_State *L, coil_runtime *rt) {
   lua_setfield(L, -2, "_hooks");
   lua_pushcfunction(L, l_uv_errors);
   lua_setfield(L, -2, "_uv_errors");
+  lua_pushcfunction(L, l_grace);
+  lua_setfield(L, -2, "_grace");
   lua_setfield(L, -2, "coil");
   lua_pop(L, 1);
 
