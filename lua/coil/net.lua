@@ -3,12 +3,14 @@
 -- also carries a child process's pipes (coil.process).
 --
 -- Streams read only while a task waits for data (the handle is idle, and
--- keeps nothing alive, otherwise), and a write returns once libuv has handed
--- its data to the kernel: a slow reader makes the writer wait, so memory
--- stays bounded by what the tasks themselves hold.
+-- keeps nothing alive, otherwise). Writes are buffered: write() returns once
+-- its data is queued while less than the high-water mark waits to go out,
+-- and waits otherwise, so a slow reader makes the writer wait and memory
+-- stays bounded; drain() waits until everything is written.
 local core = require "coil"
 local uv = require "luv"
 require "coil.await"
+local sync = require "coil.sync"
 
 local await, uv_error = core._await, core._uv_error
 local current, park, wake, spawn, defer = core.current, core._park, core._wake, core.spawn, core.defer
@@ -17,12 +19,17 @@ local type, error, pcall, tostring, ipairs, pairs, next =
 local setmetatable, getmetatable = setmetatable, getmetatable
 local concat = table.concat
 local math_type = math.type
+local fifo, wait_in, wake_first = sync.fifo, sync.wait_in, sync.wake_first
 
 local M = {}
 
 local ECANCELED = uv_error "ECANCELED"
 local EOF = uv_error "EOF"
 local EPIPE = uv_error "EPIPE"
+local ELINE = "ELINE: line too long"
+
+local HIGH_WATER = 64 * 1024 -- bytes queued before write() waits
+local LINE_MAX = 64 * 1024   -- read_line's default limit
 
 -- Streams ------------------------------------------------------------------
 
@@ -75,6 +82,8 @@ function M._stream(handle, name, close_on_eof)
     handle = handle, name = name or tostring(handle), close_on_eof = close_on_eof,
     chunks = {}, head = 1, tail = 0, off = 1, size = 0,
     eof = false, err = nil, reader = nil, reading = false, closed = false,
+    queued = 0, high_water = HIGH_WATER, write_err = nil, writers = fifo(),
+    skip_line = false,
   }, Stream)
   self.on_read = function(err, data) on_read(self, err, data) end
   return self
@@ -179,22 +188,61 @@ function Stream:read()
   return take(self, #self.chunks[self.head] - self.off + 1)
 end
 
---- ⏳ stream:read_line() -> the next line without its "\n" or "\r\n".
+-- Discards what is buffered up to and including the first "\n"; true once
+-- one was found (the rest of an over-long line has gone).
+local function skip_through_newline(self)
+  local n = find_newline(self, 0)
+  if n then
+    take(self, n)
+    return true
+  end
+  if self.size > 0 then take(self, self.size) end
+  return false
+end
+
+--- ⏳ stream:read_line([max]) -> the next line without its "\n" or "\r\n".
+-- @param max the longest line accepted, in bytes (default 65536)
 -- @return a string; a last line that lacks its "\n" is returned as it is;
--- nil at the end; nil, err on failure
-function Stream:read_line()
+-- nil at the end; nil, "ELINE: line too long" for a longer line, which is
+-- discarded (the next read_line starts after it, the stream stays usable);
+-- nil, err on failure
+function Stream:read_line(max)
   check_stream(self, "read_line")
+  if max == nil then max = LINE_MAX
+  elseif math_type(max) ~= "integer" or max < 1 then
+    error("coil: stream:read_line: max must be a positive integer, got " .. tostring(max), 2)
+  end
+  while self.skip_line do
+    if skip_through_newline(self) then
+      self.skip_line = false
+    elseif not fill(self, "read_line") then
+      self.skip_line = false
+      if self.err then return nil, self.err end
+      return nil
+    end
+  end
   local scanned = 0
   while true do
     local n = find_newline(self, scanned)
     if n then
       local line = take(self, n)
-      if line:byte(-2) == 13 then return line:sub(1, -3) end
+      local cr = line:byte(-2) == 13
+      if #line - (cr and 2 or 1) > max then return nil, ELINE end
+      if cr then return line:sub(1, -3) end
       return line:sub(1, -2)
     end
     scanned = self.size
+    if scanned > max + 1 then -- (a "\r" may still come before its "\n")
+      take(self, scanned)
+      self.skip_line = true
+      return nil, ELINE
+    end
     if not fill(self, "read_line") then
       if self.err then return nil, self.err end
+      if self.size > max then
+        take(self, self.size)
+        return nil, ELINE
+      end
       if self.size > 0 then return take(self, self.size) end
       return nil
     end
@@ -218,27 +266,82 @@ function Stream:read_exactly(n)
   return take(self, n)
 end
 
---- ⏳ stream:write(data) -> true once libuv has handed data to the kernel.
--- A peer that reads slowly makes the writer wait here.
--- @return true; nil, err on failure ("EPIPE: broken pipe", …)
+-- A write's callback: the data has gone (or failed). Writers waiting for
+-- the queue to shrink re-check.
+local function on_written(self, n, err)
+  self.queued = self.queued - n
+  if err and not self.write_err then self.write_err = uv_error(err) end
+  if err or self.queued < self.high_water then
+    while wake_first(self.writers) do end
+  end
+end
+
+-- Parks until cond(self) holds or a write failed.
+local function wait_writes(self, cond)
+  local me = current()
+  while not cond(self) and not self.write_err do
+    wait_in(self.writers, me)
+  end
+end
+
+local function below_high_water(self) return self.queued < self.high_water end
+local function all_written(self) return self.queued == 0 end
+
+--- ⏳ stream:write(data) -> true once data is queued. It returns at once
+-- while less than the high-water mark (64 KiB, set_high_water) waits to go
+-- out, and waits for the queue to shrink otherwise: a peer that reads
+-- slowly makes the writer wait. Writes go out in the order they were made.
+-- @return true; nil, err on failure ("EPIPE: broken pipe", …): the error of
+-- an earlier write that failed after it returned comes out here, or from
+-- drain() or close()
 -- @raise on a closed stream or data that is not a string
 function Stream:write(data)
   check_stream(self, "write")
   if type(data) ~= "string" then
     error("coil: stream:write: data must be a string, got " .. type(data), 2)
   end
+  if self.write_err then return nil, self.write_err end
   if self.handle:is_closing() then return nil, EPIPE end
   if data == "" then return true end
-  -- a write request cannot be cancelled: if the task is, the data stays
-  -- queued and its callback is ignored (closing the stream cancels it)
-  local err = await(nil, false, self.handle.write, self.handle, data)
-  if err then return nil, uv_error(err) end
+  local n = #data
+  local ok, err = self.handle:write(data, function(e) on_written(self, n, e) end)
+  if not ok then return nil, err end
+  self.queued = self.queued + n
+  -- cancelled while waiting here: the data stays queued (libuv cannot take
+  -- a write back); close() drops what is left
+  wait_writes(self, below_high_water)
+  if self.write_err then return nil, self.write_err end
   return true
 end
 
---- stream:close(): closes the stream at once; a task waiting to read it gets
--- nil, "ECANCELED: operation canceled", a pending write fails the same way.
--- Closing twice does nothing.
+--- ⏳ stream:drain() -> true once every write made so far has gone out.
+-- @return true; nil, err if a write failed
+function Stream:drain()
+  check_stream(self, "drain")
+  wait_writes(self, all_written)
+  if self.write_err then return nil, self.write_err end
+  return true
+end
+
+--- stream:set_high_water(n): how many queued bytes make write() wait
+-- (default 65536). Returns the stream.
+function Stream:set_high_water(n)
+  if getmetatable(self) ~= Stream then
+    error("coil: stream:set_high_water expects a stream (use stream:set_high_water(n))", 2)
+  end
+  if math_type(n) ~= "integer" or n < 1 then
+    error("coil: stream:set_high_water: n must be a positive integer, got " .. tostring(n), 2)
+  end
+  self.high_water = n
+  if self.queued < n then while wake_first(self.writers) do end end
+  return self
+end
+
+--- stream:close() -> true, or nil, err: closes the stream at once; what is
+-- still queued is dropped (drain() first to have it sent). A task waiting
+-- to read it gets nil, "ECANCELED: operation canceled", a task waiting to
+-- write gets the same. Returns the error of a failed write not yet
+-- reported. Closing twice does nothing.
 function Stream:close()
   if getmetatable(self) ~= Stream then
     error("coil: stream:close expects a stream (use stream:close())", 2)
@@ -252,6 +355,10 @@ function Stream:close()
     if not self.eof and not self.err then self.err = ECANCELED end
     wake(reader)
   end
+  local err = self.write_err
+  if self.queued > 0 and not err then self.write_err = ECANCELED end
+  while wake_first(self.writers) do end
+  if err then return nil, err end
   return true
 end
 Stream.__close = Stream.close
@@ -356,8 +463,13 @@ local function untrack(server) servers[server] = nil end
 
 -- A connection's task: the stream is closed after everything the handler
 -- left to run (its defers, its `<close>` variables) has run.
+local function finish(stream)
+  if not stream.closed then pcall(stream.drain, stream) end
+  stream:close()
+end
+
 local function serve(stream, handler)
-  defer(stream.close, stream)
+  defer(finish, stream)
   return handler(stream)
 end
 

@@ -293,7 +293,8 @@ local function read_all(stream)
 end
 
 local function feed(stream, input)
-  stream:write(input) -- a child that exits first makes it fail: fine
+  -- a child that exits without reading it all makes these fail: fine
+  if stream:write(input) then stream:drain() end
   stream:close()
 end
 
