@@ -54,7 +54,7 @@ static const char hog_gc[] =
     "  end\n"
     "end})\n";
 
-/* own loop: coil_run closes the state; the finaliser hits the 4 MB limit
+/* own loop: coil_free closes the state; the finaliser hits the 4 MB limit
  * (a table of one integer costs ~90 bytes: 2e6 of them would be ~180 MB) */
 static void test_gc_hog_own_loop(void) {
   coil_runtime *rt = new_runtime(NULL, 4u << 20, hog_gc);
@@ -109,14 +109,13 @@ static void *watchdog(void *arg) {
 
 static void test_gc_endless_own_loop(void) {
   pthread_t thread;
-  int status;
   watched = new_runtime(NULL, 0, endless_gc);
+  CHECK_EQ(coil_run(watched), 0);
   pthread_create(&thread, NULL, watchdog, NULL);
-  status = coil_run(watched);
+  coil_free(watched); /* closes the state: the __gc runs here */
   atomic_store(&host_back, 1);
   pthread_join(thread, NULL);
-  coil_free(watched);
-  CHECK_EQ(status, 7);
+  CHECK(progress_max >= 1000);
 }
 
 static void test_gc_endless_host_loop(void) {
@@ -154,7 +153,7 @@ static void test_endless_report_handler(void) {
   atomic_store(&host_back, 1);
   pthread_join(thread, NULL);
   coil_free(watched);
-  CHECK(status == 7 || status == 1);
+  CHECK_EQ(status, 7);
 }
 
 static const test_case cases[] = {
