@@ -30,7 +30,7 @@ describe("a shell loop running coil in a real terminal", function()
     -- the Ctrl+C lands at a random moment of coil's run or its teardown
     -- (a __gc at lua_close). Not later: once a process is inside exit(2) no
     -- program sees a signal, and bash takes the status 0 as "handled" --
-    -- `lua5.4 -e 'print(1)'` in the same loop misses about one in three.
+    -- `lua5.4 -e 'print(1)'` in such a loop misses it often.
     local cmd = ("while true; do %s spec/fixtures/reliab_short.lua; done"):format(COIL_BIN)
     local _, results = pty_run({ "--tries", "50", "--wait-for", "tick",
       "--delay-range", "0,0.09", "--seed", tostring(os.time()),
