@@ -33,7 +33,7 @@ describe("a shell loop running coil in a real terminal", function()
     -- `lua5.4 -e 'print(1)'` in such a loop misses it often.
     local cmd = ("while true; do %s spec/fixtures/reliab_short.lua; done"):format(COIL_BIN)
     local _, results = pty_run({ "--tries", "50", "--wait-for", "tick",
-      "--delay-range", "0,0.09", "--seed", tostring(os.time()),
+      "--delay-range", "0,0.1", "--seed", tostring(os.time()),
       "--timeout", "15", "--", "bash", "-c", cmd }, 600)
     assert.equal(50, #results)
     local stopped = 0
