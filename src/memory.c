@@ -19,7 +19,9 @@ void *coil__alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     rt->mem_used -= osize;
     return NULL;
   }
-  if (nsize > osize && (rt->mem_limit || rt->teardown_stop) &&
+  if (nsize > osize &&
+      (rt->mem_limit ||
+       atomic_load_explicit(&rt->teardown_stop, memory_order_relaxed)) &&
       (atomic_load_explicit(&rt->as.running_L, memory_order_relaxed) != NULL ||
        atomic_load_explicit(&rt->teardown, memory_order_relaxed))) {
     size_t limit = rt->mem_limit;
