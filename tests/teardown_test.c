@@ -156,7 +156,26 @@ static void test_endless_report_handler(void) {
   CHECK_EQ(status, 7);
 }
 
+/* An on_error handler that allocates without end, in the last report, on a
+ * runtime limited to 4 MB. */
+static void test_report_handler_hog(void) {
+  coil_runtime *rt = new_runtime(NULL, 4u << 20,
+                                 "local coil = require 'coil'\n"
+                                 "coil.on_error(function()\n"
+                                 "  local t = {}\n"
+                                 "  for i = 1, 2e6 do t[i] = {i}\n"
+                                 "    if i % 1000 == 0 then progress(i) end end\n"
+                                 "end)\n"
+                                 "local t = coil.spawn(function() error('lost') end)\n"
+                                 "t = nil\n");
+  coil_run(rt);
+  coil_free(rt);
+  CHECK(progress_max > 0);
+  CHECK(progress_max < 200000);
+}
+
 static const test_case cases[] = {
+    {"report_handler_hog", test_report_handler_hog},
     {"gc_hog_own_loop", test_gc_hog_own_loop},
     {"gc_hog_host_loop", test_gc_hog_host_loop},
     {"gc_endless_own_loop", test_gc_endless_own_loop},
