@@ -7,6 +7,9 @@
 #include <luv/luv.h>
 
 #include "coil_internal.h"
+#include "coroutine.h"
+
+static unsigned long luv_callbacks; /* raw callbacks run, for uv.run "once" */
 
 /* luv calls every raw callback through this (luv_set_callback): an error is
  * reported with its traceback and starts the shutdown with status 1, instead
@@ -16,6 +19,7 @@ static int luv_pcall_cb(lua_State *L, int nargs, int nresults, int flags) {
   int base = lua_gettop(L) - nargs, st;
   lua_State *prev = atomic_load(&rt->running_L);
   (void)flags;
+  luv_callbacks++;
   if (prev == NULL) atomic_store(&rt->running_L, L);
   st = coil__pcall(L, nargs, nresults);
   if (prev == NULL) {
@@ -79,6 +83,18 @@ static int l_uv_errors(lua_State *L) {
   return 1;
 }
 
+/* coil._loop_info() -> pending requests and closes on the loop, raw
+ * callbacks run so far: what uv.run and uv.loop_alive look at besides the
+ * script's handles. A handle being closed keeps a libuv loop alive until its
+ * close callback ran (closing_handles: libuv's unix loop field). */
+static int l_loop_info(lua_State *L) {
+  coil_runtime *rt = coil__rt(L);
+  lua_pushinteger(L, (lua_Integer)rt->loop->active_reqs.count +
+                         (rt->loop->closing_handles != NULL));
+  lua_pushinteger(L, (lua_Integer)luv_callbacks);
+  return 2;
+}
+
 /* package.preload loader of an embedded file: upvalue 1 = index */
 static int load_embedded(lua_State *L) {
   const coil_embedded *f =
@@ -130,6 +146,7 @@ int coil__open(lua_State *L, coil_runtime *rt) {
   coil__timer_open(L, rt);
   coil__shutdown_open(L, rt);
   coil__signal_open(L, rt);
+  coil__coroutine_open(L, rt);
   lua_pushboolean(L, rt->owns_state);
   lua_setfield(L, -2, "_host");
   lua_pushboolean(L, !rt->owns_loop && !rt->module);
@@ -138,6 +155,8 @@ int coil__open(lua_State *L, coil_runtime *rt) {
   lua_setfield(L, -2, "_hooks");
   lua_pushcfunction(L, l_uv_errors);
   lua_setfield(L, -2, "_uv_errors");
+  lua_pushcfunction(L, l_loop_info);
+  lua_setfield(L, -2, "_loop_info");
   lua_setfield(L, -2, "coil");
   lua_pop(L, 1);
 

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "coil_internal.h"
+#include "coroutine.h"
 
 #define TASK_MT "coil.task"
 #define CANCELLED_MT "coil.Cancelled"
@@ -454,10 +455,10 @@ coil_task *coil__await_check(lua_State *L, const char *what) {
                     lua_tostring(L, -1), what);
     lua_error(L);
   }
-  if (t->co != L) {
+  if (t->co != L && !coil__inner_awaits(L)) { /* src/coroutine.c */
     lua_pushfstring(L,
-                    "coil: %s must be called from the task itself, not from "
-                    "a coroutine inside it",
+                    "coil: %s cannot wait here (in a coroutine resumed "
+                    "where the task cannot wait)",
                     what);
     lua_error(L);
   }
