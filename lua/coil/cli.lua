@@ -6,8 +6,8 @@
 -- {"l", "name" or "g=name"} / {"W"}, ignore_env true under -E.
 local core = require "coil"
 
-local load, loadfile, ipairs, unpack, getenv, warn =
-  load, loadfile, ipairs, table.unpack, os.getenv, warn
+local load, loadfile, ipairs, unpack, getenv, warn, type =
+  load, loadfile, ipairs, table.unpack, os.getenv, warn, type
 
 --- A load error is one plain line and status 1, never a traceback.
 local function failed(message)
@@ -60,6 +60,9 @@ return function(argv, script, actions, ignore_env)
     if path == "-" and argv[script - 1] ~= "--" then path = nil end
     local chunk, err = loadfile(path)
     if not chunk then return failed(err) end
-    return chunk(unpack(arg, 1, #argv - script))
+    -- the script gets the `arg` table as it is now (-e may have changed it)
+    local args = _G.arg
+    if type(args) ~= "table" then return failed "'arg' is not a table" end
+    return chunk(unpack(args, 1, #args))
   end
 end
