@@ -12,6 +12,7 @@ coil.version = "0.1.0"
 
 require "coil.handles"
 require "coil.uvloop"
+require "coil.uvsignal"
 require "coil.sync"
 require "coil.combinators"
 require "coil.shutdown"
