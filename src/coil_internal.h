@@ -233,6 +233,7 @@ COIL_INTERNAL void coil__check_memory(coil_runtime *rt);
 
 /* task.c: the task object */
 COIL_INTERNAL void coil__push_task(lua_State *L, coil_task *t);
+COIL_INTERNAL coil_task *coil__test_task(lua_State *L, int idx);
 COIL_INTERNAL coil_task *coil__check_task(lua_State *L, int idx);
 COIL_INTERNAL int coil__push_extras(lua_State *L, int idx, int create);
 COIL_INTERNAL int coil__push_extras_of(lua_State *L, coil_task *t,
@@ -299,9 +300,7 @@ COIL_INTERNAL int coil__task_cancel(lua_State *L);
 COIL_INTERNAL void coil__cancel_open(lua_State *L, coil_runtime *rt);
 
 /* waitset.c: gather/wait/race watching their tasks */
-COIL_INTERNAL void coil__waitset_task_done(coil_runtime *rt,
-                                           coil_waitset *ws, uint32_t index,
-                                           int outcome);
+COIL_INTERNAL void coil__waitset_linked_done(coil_runtime *rt, coil_task *t);
 COIL_INTERNAL void coil__waitset_open(lua_State *L, coil_runtime *rt);
 
 /* spawn.c: a task's life: spawn, run, finish, defer, force */

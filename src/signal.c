@@ -62,24 +62,33 @@ const char *coil__signal_name(int signo) {
 
 #define BUSY_NS (50ull * 1000 * 1000)
 
+/* Whether the hook fired as a C function returned from a system call that
+ * the interrupt cut short (read(2) on a terminal, say): lua.c's SIGINT
+ * reaches such a call at once, and so does coil's. */
+static int interrupted_c_call(lua_State *L, lua_Debug *ar, int err) {
+  return ar->event == LUA_HOOKRET && err == EINTR && lua_getinfo(L, "S", ar) &&
+         ar->what[0] == 'C';
+}
+
 /* Runs inside Lua code that was running when an interrupt came. Code that
  * yields within 50 ms is left alone (the loop handles the signal); code
- * still running then gets the shutdown's Cancelled raised in it. */
+ * still running then, or a C call the signal interrupted, gets the
+ * shutdown's Cancelled raised in it. */
 static void busy_hook(lua_State *L, lua_Debug *ar) {
+  int err = errno; /* what the C function returning now left */
   coil_runtime *rt = coil__rt(L);
   uint64_t now = uv_hrtime();
   int signo;
-  (void)ar;
   if (!rt) {
     lua_sethook(L, NULL, 0, 0);
     return;
   }
-  if (rt->run.hook_t0 == 0) {
+  if (rt->run.hook_t0 == 0 && !interrupted_c_call(L, ar, err)) {
     rt->run.hook_t0 = now;
     lua_sethook(L, busy_hook, LUA_MASKCOUNT, 1000);
     return;
   }
-  if (now - rt->run.hook_t0 < BUSY_NS) return;
+  if (rt->run.hook_t0 != 0 && now - rt->run.hook_t0 < BUSY_NS) return;
   coil__clear_hook(rt, L);
   signo = atomic_load(&rt->as.first);
   /* the loop could not act on the request: record it from here, so that it
@@ -169,7 +178,10 @@ int coil__signals_install(coil_runtime *rt) {
     sigaddset(&sa.sa_mask, SIGINT);
     sigaddset(&sa.sa_mask, SIGTERM);
     sigaddset(&sa.sa_mask, SIGHUP);
-    sa.sa_flags = SA_RESTART;
+    /* no SA_RESTART: a task blocked in a C call (io.read on a terminal)
+     * gets EINTR and the hook interrupts it, as lua.c's handler does;
+     * libuv retries its own calls on EINTR */
+    sa.sa_flags = 0;
     sigaction(interrupts[i], &sa, NULL);
     installed[i] = 1;
   }

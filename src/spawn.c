@@ -9,6 +9,7 @@
  * Finishing only records: a failed main task records a shutdown request,
  * which the step function (shutdown.c) acts on after the drain.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -335,8 +336,7 @@ static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
   }
   if (t->ws) {
     listeners = 1;
-    coil__waitset_task_done(rt, t->ws, t->ws_index, t->outcome);
-    t->ws = NULL;
+    coil__waitset_linked_done(rt, t);
   }
 
   if (coil__push_extras(L, ud, 0)) {
@@ -459,6 +459,7 @@ static void task_resume(coil_runtime *rt, coil_task *t) {
   t->state = TASK_RUNNING;
   rt->current = t;
   atomic_store(&rt->as.running_L, co);
+  errno = 0; /* the interrupt hook reads EINTR as "a C call was cut short" */
   st = lua_resume(co, rt->L, t->nargs, &nres);
   atomic_store(&rt->as.running_L, NULL);
   rt->current = NULL;

@@ -28,7 +28,8 @@ void coil__push_task(lua_State *L, coil_task *t) {
   lua_remove(L, -2);
 }
 
-coil_task *coil__check_task(lua_State *L, int idx) {
+/* The task at idx, or NULL if the value there is not a task. */
+coil_task *coil__test_task(lua_State *L, int idx) {
   void *p = lua_touserdata(L, idx);
   if (p && lua_getmetatable(L, idx)) {
     int same;
@@ -37,6 +38,13 @@ coil_task *coil__check_task(lua_State *L, int idx) {
     lua_pop(L, 2);
     if (same) return (coil_task *)p;
   }
+  return NULL;
+}
+
+/* The task at idx, or raises. */
+coil_task *coil__check_task(lua_State *L, int idx) {
+  coil_task *t = coil__test_task(L, idx);
+  if (t) return t;
   return (coil_task *)luaL_checkudata(L, idx, TASK_MT); /* raises */
 }
 
