@@ -235,6 +235,7 @@ COIL_INTERNAL void coil__check_memory(coil_runtime *rt);
 COIL_INTERNAL void coil__push_task(lua_State *L, coil_task *t);
 COIL_INTERNAL coil_task *coil__test_task(lua_State *L, int idx);
 COIL_INTERNAL coil_task *coil__check_task(lua_State *L, int idx);
+COIL_INTERNAL coil_task *coil__test_task(lua_State *L, int idx);
 COIL_INTERNAL int coil__push_extras(lua_State *L, int idx, int create);
 COIL_INTERNAL int coil__push_extras_of(lua_State *L, coil_task *t,
                                        int create);
