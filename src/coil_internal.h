@@ -143,7 +143,7 @@ struct coil_runtime {
   lua_State *L;
   uv_loop_t *loop;
   uv_loop_t own_loop;
-  int owns_loop;      /* 1 own loop, 2 own loop closed or abandoned */
+  int owns_loop;      /* 1 own loop, 2 own loop given up on (abandoned) */
   int owns_state;     /* 0 when coil is a module inside someone's state */
   int module;         /* loaded by require "coil" from stock Lua */
   int in_run;         /* coil.run is driving the loop */
@@ -216,7 +216,8 @@ static inline void coil__request_status(coil_runtime *rt, int status) {
   }
 }
 
-/* Layers, bottom up: each file calls only the ones above it in this list. */
+/* Layers, bottom up: each file calls only the files listed before it here
+ * (scripts/check-layers checks it; docs/internals.md is the map). */
 
 /* message.c: every line coil writes for a human */
 COIL_INTERNAL void coil__message(coil_runtime *rt, const char *text);
