@@ -141,8 +141,7 @@ static int load_checked(coil_runtime *rt, int status) {
   return 0;
 }
 
-int coil_spawn_file(coil_runtime *rt, const char *path, int argc,
-                    char **argv) {
+int coil_spawn_file(coil_runtime *rt, const char *path, int argc, char **argv) {
   lua_State *L = rt->L;
   int r, i;
   if (path && strcmp(path, "-") == 0) path = NULL;
@@ -273,7 +272,7 @@ const char *coil_strerror(int code) {
   case 0:
     return "success";
 #define XX(c, v, msg)                                                          \
-  case COIL_##c:                                                              \
+  case COIL_##c:                                                               \
     return msg;
     COIL_ERRNO_MAP(XX)
 #undef XX

@@ -28,15 +28,24 @@ static int installed[3], pipe_ignored;
 static const struct {
   const char *name;
   int signo;
-} signal_names[] = {{"SIGINT", SIGINT},     {"SIGTERM", SIGTERM},
-                    {"SIGHUP", SIGHUP},     {"SIGUSR1", SIGUSR1},
-                    {"SIGUSR2", SIGUSR2},   {"SIGWINCH", SIGWINCH},
-                    {"SIGQUIT", SIGQUIT},   {"SIGPIPE", SIGPIPE},
-                    {"SIGALRM", SIGALRM},   {"SIGCHLD", SIGCHLD},
-                    {"SIGCONT", SIGCONT},   {"SIGTSTP", SIGTSTP},
-                    {"SIGTTIN", SIGTTIN},   {"SIGTTOU", SIGTTOU},
-                    {"SIGXCPU", SIGXCPU},   {"SIGXFSZ", SIGXFSZ},
-                    {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF},
+} signal_names[] = {{"SIGINT", SIGINT},
+                    {"SIGTERM", SIGTERM},
+                    {"SIGHUP", SIGHUP},
+                    {"SIGUSR1", SIGUSR1},
+                    {"SIGUSR2", SIGUSR2},
+                    {"SIGWINCH", SIGWINCH},
+                    {"SIGQUIT", SIGQUIT},
+                    {"SIGPIPE", SIGPIPE},
+                    {"SIGALRM", SIGALRM},
+                    {"SIGCHLD", SIGCHLD},
+                    {"SIGCONT", SIGCONT},
+                    {"SIGTSTP", SIGTSTP},
+                    {"SIGTTIN", SIGTTIN},
+                    {"SIGTTOU", SIGTTOU},
+                    {"SIGXCPU", SIGXCPU},
+                    {"SIGXFSZ", SIGXFSZ},
+                    {"SIGVTALRM", SIGVTALRM},
+                    {"SIGPROF", SIGPROF},
                     {NULL, 0}};
 
 int coil__signal_number(const char *name) {
@@ -229,8 +238,8 @@ void coil__interrupt_running(coil_runtime *rt) {
   lua_State *running = atomic_load(&rt->as.running_L);
   if (running) {
     atomic_store(&rt->as.hook_armed, 1);
-    lua_sethook(running, busy_hook,
-                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    lua_sethook(running, busy_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT,
+                1);
   }
 }
 
