@@ -275,6 +275,7 @@ COIL_INTERNAL void coil__interrupt_running(coil_runtime *rt);
 COIL_INTERNAL int coil__signal_number(const char *name);
 COIL_INTERNAL const char *coil__signal_name(int signo);
 COIL_INTERNAL void coil__die_by_signal(int signo);
+COIL_INTERNAL void coil__request_async(coil_runtime *rt, int status);
 
 /* scheduler.c: the ready queue and the one await-point API */
 COIL_INTERNAL void coil__make_ready(coil_runtime *rt, coil_task *t);

@@ -235,16 +235,8 @@ int coil_run(coil_runtime *rt) {
 }
 
 int coil_shutdown(coil_runtime *rt, int status) {
-  int expected = 0;
   if (!rt) return COIL_EINVAL;
-  /* the first request's status wins, whichever thread gets there first */
-  if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1)) {
-    atomic_store(&rt->as.shutdown_request_status, status);
-    atomic_store(&rt->as.shutdown_requested, 1);
-    /* Lua code that never yields is reached too (after 50 ms) */
-    coil__interrupt_running(rt);
-  }
-  if (atomic_load(&rt->as.wake_ok)) uv_async_send(&rt->async);
+  coil__request_async(rt, status);
   return 0;
 }
 

@@ -224,6 +224,20 @@ void coil__signals_uninstall(coil_runtime *rt) {
   atomic_store(&signal_rt, NULL);
 }
 
+/* coil_shutdown's work, from any thread or a signal handler: records the
+ * request in atomics (the first status wins, whichever thread gets there
+ * first), reaches Lua code that never yields (the busy hook, after 50 ms)
+ * and wakes the loop. */
+void coil__request_async(coil_runtime *rt, int status) {
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1)) {
+    atomic_store(&rt->as.shutdown_request_status, status);
+    atomic_store(&rt->as.shutdown_requested, 1);
+    coil__interrupt_running(rt);
+  }
+  if (atomic_load(&rt->as.wake_ok)) uv_async_send(&rt->async);
+}
+
 /* Whether an on_signal-handled signal waits to be dispatched. */
 int coil__signals_pending(coil_runtime *rt) {
   int signo;
