@@ -130,10 +130,6 @@ static void begin_drain(coil_runtime *rt) {
   coil_task *driver;
   uv_update_time(rt->loop);
   run->shutdown_started = uv_now(rt->loop);
-  if (run->request_signo && !rt->quiet)
-    coil__messagef(
-        rt, "%s received, cancelling %zu task(s) (%s again to force)", reason,
-        run->request_live, run->request_signo == SIGINT ? "Ctrl+C" : reason);
   luaL_checkstack(L, 4, NULL);
   ensure_cancel_object(rt, reason);
   if (rt->grace >= 0) {
