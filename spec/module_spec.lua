@@ -224,7 +224,7 @@ int main(void) {
     local r = embed(stage .. "/embed", flags.stdout:gsub("\n", "") .. " " ..
                     deps.stdout:gsub("\n", ""), pcdir:match "^(.*)/pkgconfig$")
     assert.equal(0, r.code, r.stderr)
-    assert.equal("embedded coil 0.1.0\n", r.stdout)
+    assert.equal("embedded coil 0.2.0\n", r.stdout)
   end)
 
   -- coil.pc finds its prefix from where it lies, whatever the configure-time
@@ -245,6 +245,6 @@ int main(void) {
     local run = embed(stage .. "/embed-prefix", flags.stdout:gsub("\n", ""),
                       pcdir:match "^(.*)/pkgconfig$")
     assert.equal(0, run.code, run.stderr)
-    assert.equal("embedded coil 0.1.0\n", run.stdout)
+    assert.equal("embedded coil 0.2.0\n", run.stdout)
   end)
 end)

@@ -78,6 +78,36 @@ print(package.searchpath("coil", package.cpath))]] })
   it("puts the coil command in the tree's bin/", function()
     local r = sh('"$1/bin/coil" -e "print(require \\"coil\\".version)"', { tree })
     assert.equal(0, r.code, r.stderr)
-    assert.equal("0.1.0\n", r.stdout)
+    assert.equal("0.2.0\n", r.stdout)
+  end)
+
+  it("names the MIT licence", function()
+    local r = sh('luarocks --lua-version=5.4 show --tree "$1" coil', { tree })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("License:%s*MIT", r.stdout)
+  end)
+
+  it("was built against the Lua luarocks named (its variables reached CMake)", function()
+    local cache = sh('find "$1/src" -name CMakeCache.txt', { tmp }).stdout:match "[^\n]+"
+    assert.is_not_nil(cache, "no CMakeCache.txt left in the build copy")
+    local f = assert(io.open(cache))
+    local text = f:read "a"
+    f:close()
+    local incdir = sh("luarocks --lua-version=5.4 config variables.LUA_INCDIR").stdout:match "%S+"
+    assert.matches("LUA_INCDIR:%w+=" .. incdir:gsub("%p", "%%%0") .. "\n", text)
+    assert.matches("\nLUA:%w+=%S*lua", text)
+    assert.matches("\nLIBDIR:%w+=" .. tree:gsub("%p", "%%%0"), text)
+  end)
+
+  it("installs a coil.pc that a C host builds and runs with", function()
+    local pc = sh('find "$1" -name coil.pc', { tree }).stdout:match "[^\n]+"
+    assert.is_not_nil(pc, "no coil.pc in the tree")
+    local pcdir = pc:match "^(.*)/coil%.pc$"
+    local r = sh('flags=$(PKG_CONFIG_PATH="$2" pkg-config --cflags --libs coil) && ' ..
+                 'cc -o "$3/pc_consumer" "$1/tests/pc_consumer.c" $flags && ' ..
+                 'LD_LIBRARY_PATH="$4" "$3/pc_consumer"',
+                 { ROOT, pcdir, tmp, pcdir:match "^(.*)/pkgconfig$" }, 120)
+    assert.equal(0, r.code, r.stdout .. r.stderr)
+    assert.equal("pc consumer: coil 0.2.0\n", r.stdout)
   end)
 end)

@@ -175,7 +175,8 @@ int main(int argc, char **argv) {
   has_e = (args.flags & HAS_LOWER_E) != 0;
 
   if (show_version) {
-    puts(coil_version_string());
+    printf("%s; MIT licence, Copyright (c) 2026 the coil authors\n",
+           coil_version_string());
     if (!script && !args.nactions) return 0;
   }
   if (!script && !has_e && !show_version) {

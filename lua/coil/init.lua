@@ -8,7 +8,7 @@ local uv = require "luv"
 
 local coil = core
 coil.uv = uv
-coil.version = "0.1.0"
+coil.version = "0.2.0"
 
 require "coil.handles"
 require "coil.uvloop"
