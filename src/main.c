@@ -155,6 +155,32 @@ static void ignore_env(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* Lua's warnings as the stock interpreter shows them: off until "@on"
+ * (-W, or warn "@on"), each one "Lua warning: ..." on stderr, pieces of one
+ * warning joined (lauxlib's warnf does the same for luaL_newstate). */
+static int warnings_on;
+static int warning_open;
+
+static void warn_cli(void *ud, const char *msg, int tocont) {
+  (void)ud;
+  if (!warning_open && *msg == '@') { /* a control message */
+    if (strcmp(msg, "@on") == 0) warnings_on = 1;
+    else if (strcmp(msg, "@off") == 0) warnings_on = 0;
+    return;
+  }
+  if (!warnings_on) {
+    warning_open = tocont;
+    return;
+  }
+  if (!warning_open) fputs("Lua warning: ", stderr);
+  fputs(msg, stderr);
+  if (!tocont) {
+    fputs("\n", stderr);
+    fflush(stderr);
+  }
+  warning_open = tocont;
+}
+
 int main(int argc, char **argv) {
   coil_config cfg;
   coil_runtime *rt;
@@ -194,6 +220,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   L = coil_lua(rt);
+  lua_setwarnf(L, warn_cli, NULL);
 
   /* the main task: coil.cli(argv, script, actions, ignore_env) */
   lua_getglobal(L, "require");
