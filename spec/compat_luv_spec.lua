@@ -176,6 +176,21 @@ describe("uv.run in a task, luv-test style", function()
   end)
 end)
 
+describe("coil.run from stock lua5.4", function()
+  it("leaves plain luv alone outside it and emulates uv.run inside", function()
+    if os.getenv "COIL_SANITIZED" then return end -- module_spec covers ASan
+    local dir = COIL_BIN:match "^(.*)/[^/]+$"
+    local r = proc.start("lua5.4", {
+      "-e", ("package.cpath = %q .. package.cpath"):format(dir .. "/?.so;"),
+      "spec/fixtures/compat_module.lua" }):wait()
+    assert.equal("", r.stderr)
+    assert.equal(0, r.code)
+    assert.equal("plain luv before\nrun\tfalse\ninside coil.run\n" ..
+                 "false\tgenerator\ttrue\tfalse\nplain luv after\nrun\tfalse\n",
+                 r.stdout)
+  end)
+end)
+
 describe("a plain luv program under coil", function()
   local function fixture(name) return "spec/fixtures/" .. name .. ".lua" end
 
