@@ -102,7 +102,7 @@ static int collect_args(int argc, char **argv, coil_config *cfg,
     case 'l':
       if (a[2] == '\0') {
         if (i + 1 >= argc || argv[i + 1][0] == '-')
-          return bad_usage("'%s' needs an argument", a);
+          return bad_usage("'%s' needs argument", a);
         i++;
       }
       if (a[1] == 'e') out->flags |= HAS_LOWER_E;
@@ -157,28 +157,36 @@ static void ignore_env(lua_State *L) {
 
 /* Lua's warnings as the stock interpreter shows them: off until "@on"
  * (-W, or warn "@on"), each one "Lua warning: ..." on stderr, pieces of one
- * warning joined (lauxlib's warnf does the same for luaL_newstate). */
-static int warnings_on;
-static int warning_open;
+ * warning joined; the same states as lauxlib's warnf for luaL_newstate. */
+enum { WARN_OFF, WARN_ON, WARN_CONT };
+static int warn_state = WARN_OFF;
+
+/* A control message ("@on", "@off") is a whole warning starting with '@'. */
+static int warn_control(const char *msg, int tocont) {
+  if (tocont || *msg != '@') return 0;
+  if (strcmp(msg, "@off") == 0) warn_state = WARN_OFF;
+  else if (strcmp(msg, "@on") == 0) warn_state = WARN_ON;
+  return 1;
+}
 
 static void warn_cli(void *ud, const char *msg, int tocont) {
   (void)ud;
-  if (!warning_open && *msg == '@') { /* a control message */
-    if (strcmp(msg, "@on") == 0) warnings_on = 1;
-    else if (strcmp(msg, "@off") == 0) warnings_on = 0;
+  if (warn_state == WARN_OFF) {
+    warn_control(msg, tocont);
     return;
   }
-  if (!warnings_on) {
-    warning_open = tocont;
-    return;
+  if (warn_state == WARN_ON) {
+    if (warn_control(msg, tocont)) return;
+    fputs("Lua warning: ", stderr);
   }
-  if (!warning_open) fputs("Lua warning: ", stderr);
   fputs(msg, stderr);
-  if (!tocont) {
+  if (tocont) {
+    warn_state = WARN_CONT;
+  } else {
     fputs("\n", stderr);
     fflush(stderr);
+    warn_state = WARN_ON;
   }
-  warning_open = tocont;
 }
 
 int main(int argc, char **argv) {
