@@ -16,8 +16,6 @@
 
 #include <lualib.h>
 
-#define RT_UP(L) ((coil_runtime *)lua_touserdata(L, lua_upvalueindex(1)))
-
 /* registry[&inner_key]: thread -> true while one of our resumes runs it from
  * a place that can pass an await outward */
 static char inner_key;
@@ -84,7 +82,7 @@ static void unpark(lua_State *L, lua_State *co, coil_task *t) {
 /* A suspended busy-task hook armed in co while it ran goes on in L. */
 static void move_hook(coil_runtime *rt, lua_State *co, lua_State *L) {
   lua_Hook hook = lua_gethook(co);
-  if (!atomic_load(&rt->hook_armed) || hook == NULL) return;
+  if (!atomic_load(&rt->as.hook_armed) || hook == NULL) return;
   lua_sethook(L, hook, lua_gethookmask(co), lua_gethookcount(co));
   lua_sethook(co, NULL, 0, 0);
 }
@@ -152,10 +150,10 @@ static int drive(lua_State *L, int wrap) {
     lua_pushboolean(L, 1);
     set_thread(L, &inner_key, co);
   }
-  if (atomic_load(&rt->running_L) == L) {
-    atomic_store(&rt->running_L, co);
+  if (atomic_load(&rt->as.running_L) == L) {
+    atomic_store(&rt->as.running_L, co);
     status = lua_resume(co, L, narg, &nres);
-    atomic_store(&rt->running_L, L);
+    atomic_store(&rt->as.running_L, L);
     move_hook(rt, co, L);
   } else {
     status = lua_resume(co, L, narg, &nres);
