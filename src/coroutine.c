@@ -296,35 +296,34 @@ static int co_close(lua_State *L) {
   return 2;
 }
 
-/* coil._traceback(task) -> string: where the task waits, from the
- * coroutine it waits in outward. */
-static int traceback(lua_State *L) {
-  coil_task *t = coil__check_task(L, 1);
-  lua_State *inner = NULL;
+void coil__task_traceback(lua_State *L, coil_task *t, const char *msg) {
+  lua_State *inner;
   luaL_Buffer b;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &innermost_key);
-  lua_pushvalue(L, 1);
+  coil__push_task(L, t);
   lua_rawget(L, -2);
   inner = lua_tothread(L, -1);
   lua_pop(L, 2);
-  if (!t->co) {
-    lua_pushliteral(L, "");
-    return 1;
+  if (!inner) {
+    luaL_traceback(L, t->co, msg, 0);
+    return;
   }
   luaL_buffinit(L, &b);
-  if (inner) {
-    luaL_traceback(L, inner, NULL, 0);
-    luaL_addvalue(&b);
-    luaL_traceback(L, t->co, "", 0);
-    /* "\nstack traceback:\n\t..." -> "\n\t..." */
-    luaL_gsub(L, lua_tostring(L, -1), "\nstack traceback:", "");
-    lua_remove(L, -2);
-    luaL_addvalue(&b);
-  } else {
-    luaL_traceback(L, t->co, NULL, 0);
-    luaL_addvalue(&b);
-  }
+  luaL_traceback(L, inner, msg, 0);
+  luaL_addvalue(&b);
+  luaL_traceback(L, t->co, "", 0);
+  /* "\nstack traceback:\n\t..." -> "\n\t...": one traceback, inner first */
+  luaL_gsub(L, lua_tostring(L, -1), "\nstack traceback:", "");
+  lua_remove(L, -2);
+  luaL_addvalue(&b);
   luaL_pushresult(&b);
+}
+
+/* coil._traceback(task) -> string: where the task waits. */
+static int traceback(lua_State *L) {
+  coil_task *t = coil__check_task(L, 1);
+  if (t->co) coil__task_traceback(L, t, NULL);
+  else lua_pushliteral(L, "");
   return 1;
 }
 

@@ -14,4 +14,9 @@ COIL_INTERNAL void coil__coroutine_open(lua_State *L, coil_runtime *rt);
  * resume from a place an await can pass through (task.c's await check). */
 COIL_INTERNAL int coil__inner_awaits(lua_State *L);
 
+/* Pushes the traceback of the suspended task t (with t->co set) prefixed by
+ * msg: from the coroutine it waits in, when it waits inside one, outward. */
+COIL_INTERNAL void coil__task_traceback(lua_State *L, coil_task *t,
+                                        const char *msg);
+
 #endif
