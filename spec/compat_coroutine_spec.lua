@@ -254,6 +254,8 @@ describe("a task closed by force inside a coroutine", function()
     assert.equal(2, r.signal)
     assert.matches("inner closed", r.stdout)
     assert.matches("closed by force", r.stderr)
+    -- the report shows where it waits: inside the coroutine
+    assert.matches("compat_forced_inner.lua:9: in function", r.stderr)
   end)
 end)
 
