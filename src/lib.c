@@ -56,6 +56,12 @@ static int l_uv_errors(lua_State *L) {
   return 1;
 }
 
+/* coil._grace() -> the seconds cleanup gets on shutdown (--grace) */
+static int l_grace(lua_State *L) {
+  lua_pushnumber(L, coil__rt(L)->grace);
+  return 1;
+}
+
 /* coil._loop_info() -> pending requests and closes on the loop, raw
  * callbacks run so far: what uv.run and uv.loop_alive look at besides the
  * script's handles. A handle being closed keeps a libuv loop alive until its
@@ -66,12 +72,6 @@ static int l_loop_info(lua_State *L) {
                          (rt->loop->closing_handles != NULL));
   lua_pushinteger(L, (lua_Integer)luv_callbacks);
   return 2;
-}
-
-/* coil._grace() -> the seconds cleanup gets on shutdown (--grace) */
-static int l_grace(lua_State *L) {
-  lua_pushnumber(L, coil__rt(L)->grace);
-  return 1;
 }
 
 /* package.preload loader of an embedded file: upvalue 1 = index */

@@ -8,7 +8,6 @@ local core = require "coil"
 local uv = require "luv"
 
 local setmetatable, getmetatable, type = setmetatable, getmetatable, type
-local debug = debug
 
 local TAKEN = { SIGINT = "sigint", SIGTERM = "sigterm", SIGHUP = "sighup" }
 local BY_NUMBER = { [2] = "SIGINT", [15] = "SIGTERM", [1] = "SIGHUP" }
@@ -75,17 +74,14 @@ uv.signal_stop = stop
 uv.close = close
 uv.is_active = is_active
 
--- the methods of signal handles are the same functions (luv registers the
--- metatable by name; no handle is made to reach it: its close callback
--- could come after the state is gone)
+-- the methods of signal handles are the same functions
+-- (luv registers the metatable by its name: no probe handle is opened, whose
+-- close callback would still be pending if the runtime were freed unrun)
 do
-  local mt = debug.getregistry().uv_signal
-  local methods = mt and mt.__index
-  if type(methods) == "table" then
-    methods.start, methods.start_oneshot = uv.signal_start,
-      uv.signal_start_oneshot
-    methods.stop, methods.close, methods.is_active = stop, close, is_active
-  end
+  local methods = debug.getregistry().uv_signal.__index
+  methods.start, methods.start_oneshot = uv.signal_start,
+    uv.signal_start_oneshot
+  methods.stop, methods.close, methods.is_active = stop, close, is_active
 end
 
 -- (a taken watcher is active: the loop emulation and uv.walk count it as
