@@ -106,8 +106,8 @@ static int finish(lua_State *L, lua_State *co, int status, int nres, int wrap) {
 failed:
   if (!wrap) {
     /* a coroutine that coil's cancellation unwound has its <close>
-     * variables run now, as a wrap's has (the stock resume would leave that
-     * to a coroutine.close the code that swallowed nothing never calls) */
+     * variables run now, as a wrap's has: the stock resume leaves that to a
+     * coroutine.close that code written before coil never calls */
     if (coil__is_cancelled(L, -1) && lua_status(co) != LUA_OK &&
         coil__closethread(co, L) != LUA_OK)
       lua_pop(co, 1);
