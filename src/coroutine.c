@@ -16,9 +16,13 @@
 
 #include <lualib.h>
 
-/* registry[&inner_key]: thread -> true while one of our resumes runs it from
- * a place that can pass an await outward */
-static char inner_key;
+/* The coroutines our resumes are running, innermost last, that were resumed
+ * from a place that can pass an await outward. Resumes nest strictly within
+ * one thread, and Lua allows fewer than 200 nested C calls, so a small
+ * per-thread stack does (no table write per resume). */
+#define MAX_INNER 256
+static _Thread_local lua_State *inner_stack[MAX_INNER];
+static _Thread_local int inner_depth;
 /* registry[&parked_key]: thread -> task, while the task waits inside it */
 static char parked_key;
 /* registry[&innermost_key]: task -> the coroutine where it waits (dumps) */
@@ -48,13 +52,34 @@ static int get_thread(lua_State *L, const void *key, lua_State *co) {
 }
 
 int coil__inner_awaits(lua_State *L) {
-  int type = get_thread(L, &inner_key, L);
-  lua_pop(L, 1);
-  return type != LUA_TNIL;
+  return inner_depth > 0 && inner_stack[inner_depth - 1] == L;
 }
 
-/* Raises when co is parked in an await: only its task may go on with it. */
+static int co_yield(lua_State *L);
+
+/* Whether the suspended co stopped in one of coil's own functions (all of
+ * them have the runtime as upvalue 1) rather than in a user's yield: then it
+ * is a task's own coroutine, which only the scheduler may resume. */
+static int waits_in_coil(lua_State *L, lua_State *co) {
+  lua_Debug ar;
+  lua_CFunction f;
+  int mine = 0;
+  if (lua_status(co) != LUA_YIELD || !lua_getstack(co, 0, &ar)) return 0;
+  lua_getinfo(co, "f", &ar);
+  f = lua_tocfunction(co, -1);
+  if (f != NULL && f != co_yield && lua_getupvalue(co, -1, 1) != NULL) {
+    mine = lua_touserdata(co, -1) == (void *)coil__rt(L);
+    lua_pop(co, 1);
+  }
+  lua_pop(co, 1);
+  return mine;
+}
+
+/* Raises when co is parked in an await, or is a task's own coroutine: only
+ * its task may go on with it. Both stopped in coil's code; a coroutine that
+ * yielded as a user's does not need the table look-up. */
 static void check_not_parked(lua_State *L, lua_State *co, const char *what) {
+  if (!waits_in_coil(L, co)) return;
   if (get_thread(L, &parked_key, co) != LUA_TNIL) {
     coil_task *t = (coil_task *)lua_touserdata(L, -1);
     coil__push_name(L, t);
@@ -64,6 +89,10 @@ static void check_not_parked(lua_State *L, lua_State *co, const char *what) {
                what, lua_tostring(L, -1));
   }
   lua_pop(L, 1);
+  luaL_error(L,
+             "coil: cannot %s a task's own coroutine (task:cancel() stops a "
+             "task)",
+             what);
 }
 
 /* The task waits no more inside co. */
@@ -145,10 +174,10 @@ static int drive(lua_State *L, int wrap) {
     return luaL_error(L, "too many arguments to resume");
   }
   lua_xmove(L, co, narg);
-  if (t && lua_isyieldable(L) && (L == t->co || coil__inner_awaits(L))) {
+  if (t && inner_depth < MAX_INNER && lua_isyieldable(L) &&
+      (L == t->co || coil__inner_awaits(L))) {
     forward = 1;
-    lua_pushboolean(L, 1);
-    set_thread(L, &inner_key, co);
+    inner_stack[inner_depth++] = co;
   }
   if (atomic_load(&rt->as.running_L) == L) {
     atomic_store(&rt->as.running_L, co);
@@ -159,8 +188,7 @@ static int drive(lua_State *L, int wrap) {
     status = lua_resume(co, L, narg, &nres);
   }
   if (!forward) return finish(L, co, status, nres, wrap);
-  lua_pushnil(L);
-  set_thread(L, &inner_key, co);
+  inner_depth--;
   if (status != LUA_YIELD || rt->current != t || t->state == TASK_RUNNING)
     return finish(L, co, status, nres, wrap);
 
@@ -343,7 +371,6 @@ void coil__coroutine_open(lua_State *L, coil_runtime *rt) {
       {"yield", co_yield},         {"running", co_running},
       {"isyieldable", co_isyieldable}, {"close", co_close},
       {NULL, NULL}};
-  new_weak(L, &inner_key);
   new_weak(L, &parked_key);
   new_weak(L, &innermost_key);
   lua_createtable(L, 0, 1);
