@@ -232,6 +232,24 @@ describe("a coroutine a task waits in", function()
     assert.equal("dead", coroutine.status(co))
   end)
 
+  it("is never a task's own coroutine: resuming or closing that raises",
+     function()
+    local co
+    local t = coil.spawn(function()
+      co = coroutine.running()
+      coil.sleep(0.02)
+      return "untouched"
+    end)
+    coil.sleep(0.005)
+    local ok, err = pcall(coroutine.resume, co, "junk")
+    assert.is_false(ok)
+    assert.matches("coil: cannot resume a task's own coroutine", err)
+    ok, err = pcall(coroutine.close, co)
+    assert.is_false(ok)
+    assert.matches("coil: cannot close a task's own coroutine", err)
+    assert.equal("untouched", t:await())
+  end)
+
   it("goes on in another task once it yielded normally", function()
     local gen = coroutine.wrap(function()
       coroutine.yield(1)
