@@ -92,6 +92,12 @@ describe("coil beside lua5.4", function()
     same({ "-", "x" }, { stdin = "print('stdin', ...)" })
   end)
 
+  it("runs standard input when no script is named, with arg as lua sets it",
+     function()
+    same({ "-W" }, { stdin = "print(arg[0] ~= nil, arg[-1], #arg, arg[1], ...)" })
+    same({}, { stdin = "print(#arg, ...)" })
+  end)
+
   it("prints require's not-found message exactly as lua does", function()
     same({ "-e", "print(select(2, pcall(require, 'no.such.module')))" },
          { env = { "LUA_PATH=./?.lua", "LUA_CPATH=./?.so" } })

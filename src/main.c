@@ -241,13 +241,9 @@ int main(int argc, char **argv) {
     lua_rawseti(L, -2, i);
   }
   if (script) lua_pushinteger(L, script);
-  else if (!has_e && !show_version) lua_pushinteger(L, argc); /* stdin */
+  /* no script and stdin is not a terminal: stdin, as lua.c's dofile(NULL) */
+  else if (!has_e && !show_version) lua_pushinteger(L, 0);
   else lua_pushnil(L);
-  if (!script && !has_e && !show_version) {
-    /* no script and stdin is not a terminal: the script is stdin */
-    lua_pushliteral(L, "-");
-    lua_rawseti(L, -3, argc);
-  }
   push_actions(L, argc, argv, &args);
   lua_pushboolean(L, args.flags & HAS_E);
   if (args.flags & HAS_E) ignore_env(L);
