@@ -12,7 +12,7 @@
  * the wake values back in, so the await's continuation runs where it
  * stopped. A task that never resumes a coroutine never enters this file.
  */
-#include "coroutine.h"
+#include "coil_internal.h"
 
 #include <lualib.h>
 
@@ -34,7 +34,7 @@ static char guard_mt_key;
 static void set_thread(lua_State *L, const void *key, lua_State *co) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, key); /* v, t */
   lua_pushthread(co);
-  lua_xmove(co, L, 1); /* v, t, co */
+  lua_xmove(co, L, 1);   /* v, t, co */
   lua_rotate(L, -3, -1); /* t, co, v */
   lua_rawset(L, -3);
   lua_pop(L, 1);
@@ -55,7 +55,7 @@ int coil__inner_awaits(lua_State *L) {
   return inner_depth > 0 && inner_stack[inner_depth - 1] == L;
 }
 
-static int co_yield(lua_State *L);
+static int co_yield (lua_State *L);
 
 /* Whether the suspended co stopped in one of coil's own functions (all of
  * them have the runtime as upvalue 1) rather than in a user's yield: then it
@@ -67,7 +67,7 @@ static int waits_in_coil(lua_State *L, lua_State *co) {
   if (lua_status(co) != LUA_YIELD || !lua_getstack(co, 0, &ar)) return 0;
   lua_getinfo(co, "f", &ar);
   f = lua_tocfunction(co, -1);
-  if (f != NULL && f != co_yield && lua_getupvalue(co, -1, 1) != NULL) {
+  if (f != NULL && f != co_yield &&lua_getupvalue(co, -1, 1) != NULL) {
     mine = lua_touserdata(co, -1) == (void *)coil__rt(L);
     lua_pop(co, 1);
   }
@@ -278,7 +278,7 @@ static int is_task_main(coil_runtime *rt, lua_State *co) {
   return rt->current != NULL && rt->current->co == co;
 }
 
-static int co_yield(lua_State *L) {
+static int co_yield (lua_State *L) {
   if (is_task_main(RT_UP(L), L))
     return luaL_error(L, "attempt to yield from outside a coroutine");
   return lua_yield(L, lua_gettop(L));
@@ -366,11 +366,13 @@ static void new_weak(lua_State *L, const void *key) {
 }
 
 void coil__coroutine_open(lua_State *L, coil_runtime *rt) {
-  static const luaL_Reg funcs[] = {
-      {"resume", co_resume},       {"wrap", co_wrap},
-      {"yield", co_yield},         {"running", co_running},
-      {"isyieldable", co_isyieldable}, {"close", co_close},
-      {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"resume", co_resume},
+                                   {"wrap", co_wrap},
+                                   {"yield", co_yield },
+                                   {"running", co_running},
+                                   {"isyieldable", co_isyieldable},
+                                   {"close", co_close},
+                                   {NULL, NULL}};
   new_weak(L, &parked_key);
   new_weak(L, &innermost_key);
   lua_createtable(L, 0, 1);

@@ -13,8 +13,7 @@
 
 #include "coil.h"
 
-static const char usage_line[] =
-    "usage: coil [options] [script [args...]]";
+static const char usage_line[] = "usage: coil [options] [script [args...]]";
 
 static void usage(FILE *out) {
   fprintf(out,
