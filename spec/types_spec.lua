@@ -43,6 +43,27 @@ describe("docs/api.lua", function()
     assert.equal(0, r.code, r.stderr)
   end)
 
+  it("--check names what a hand edit or a new description would change", function()
+    local dir = assert(uv.fs_mkdtemp("/tmp/coil-genapi-XXXXXX"))
+    local r = proc.start("sh", { "-c", [[
+      set -e
+      mkdir -p "$2/scripts" && cp -r "$1/docs" "$1/types" "$2/" && cp "$1/scripts/gen-api" "$2/scripts/"
+      sed -i 's/the live tasks, oldest first/the live tasks, by hand/' "$2/docs/tasks.md"
+      sed -i 's/suspend for `s` seconds/sleep for `s` seconds/' "$2/docs/api.lua"
+      s=0; lua5.4 "$2/scripts/gen-api" --check 2>"$2/err" || s=$?
+      cat "$2/err"; echo "status $s"
+      lua5.4 "$2/scripts/gen-api" >/dev/null && lua5.4 "$2/scripts/gen-api" --check && echo "fixed"
+      grep -c "sleep for" "$2/docs/tasks.md" "$2/types/library/coil.lua"
+      rm -rf "$2"]], "sh", ROOT, dir }):wait(60)
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("docs/tasks.md", r.stdout)
+    assert.matches("types/library/coil.lua", r.stdout)
+    assert.matches("status 1\n", r.stdout)
+    assert.matches("fixed\n", r.stdout)
+    assert.matches("tasks.md:1\n.*coil.lua:1\n", r.stdout)
+    assert.not_matches("by hand", r.stdout)
+  end)
+
   it("gives definitions that load as Lua, with LuaLS's config", function()
     local r = proc.start("sh", { "-c", 'cd "$1" && find types/library -name "*.lua"', "sh", ROOT }):wait(10)
     local n = 0
