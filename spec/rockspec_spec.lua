@@ -99,6 +99,19 @@ print(package.searchpath("coil", package.cpath))]] })
     assert.matches("\nLIBDIR:%w+=" .. tree:gsub("%p", "%%%0"), text)
   end)
 
+  it("refuses at configure time a Lua that LuaRocks names and that is not 5.4", function()
+    local r = sh([[
+      mkdir -p "$2/lua53" && printf '#define LUA_VERSION_NUM\t\t503\n' > "$2/lua53/lua.h"
+      printf '#!/bin/sh\nprintf "Lua 5.3"\n' > "$2/lua53/lua" && chmod +x "$2/lua53/lua"
+      cmake -S "$1" -B "$2/cfg1" -DLUA_INCDIR="$2/lua53" 2>&1; echo "status $?"
+      cmake -S "$1" -B "$2/cfg2" -DLUA_INCDIR=/usr/include/lua5.4 -DLUA="$2/lua53/lua" 2>&1; echo "status $?"
+      rm -rf "$2/cfg1" "$2/cfg2" "$2/lua53"]], { ROOT, tmp }, 120)
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("lua53/lua.h is not Lua 5.4", r.stdout)
+    assert.matches("lua53/lua is not Lua 5.4 %('Lua 5.3'%)", r.stdout)
+    assert.not_matches("status 0", r.stdout)
+  end)
+
   it("installs a coil.pc that a C host builds and runs with", function()
     local pc = sh('find "$1" -name coil.pc', { tree }).stdout:match "[^\n]+"
     assert.is_not_nil(pc, "no coil.pc in the tree")
