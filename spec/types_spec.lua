@@ -100,6 +100,9 @@ describe("docs/api.lua", function()
     local later = coil.call_later(60, function() end)
     local hook = coil.on_shutdown(function() end)
     local sig = coil.on_signal("SIGUSR2", function() end)
+    local udp = assert(coil.net.udp("127.0.0.1", 0))
+    local watcher = assert(coil.fs.watch(dir))
+    local group = coil.group(function(g) return g end)
     local objects = {
       coil = coil, ["coil.fs"] = coil.fs, ["coil.net"] = coil.net,
       ["coil.process"] = coil.process, ["coil.io"] = coil.io,
@@ -109,7 +112,9 @@ describe("docs/api.lua", function()
       ["coil.Semaphore"] = coil.semaphore(1), ["coil.Lock"] = coil.lock(),
       ["coil.File"] = file, ["coil.Server"] = server, ["coil.Stream"] = stream,
       ["coil.Process"] = child, ["coil.Later"] = later, ["coil.Hook"] = hook,
-      ["coil.SignalHandle"] = sig,
+      ["coil.SignalHandle"] = sig, ["coil.Udp"] = udp, ["coil.Watcher"] = watcher,
+      ["coil.Group"] = group, ["coil.service"] = coil.service,
+      ["coil.console"] = require "coil.console",
     }
     local undescribed, missing = {}, {}
     for class, object in pairs(objects) do
@@ -132,6 +137,8 @@ describe("docs/api.lua", function()
         end
       end
     end
+    udp:close()
+    watcher:close()
     later:cancel()
     hook:remove()
     sig:close()

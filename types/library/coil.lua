@@ -12,6 +12,7 @@
 ---@field net coil.net TCP clients and servers (loaded on first use)
 ---@field process coil.process child processes (loaded on first use)
 ---@field io coil.io the standard streams (loaded on first use)
+---@field service coil.service life under a service manager (loaded on first use)
 local coil = {}
 
 ---run `fn(...)` as a new task; it starts on the next loop turn, after tasks already ready (FIFO)
@@ -68,6 +69,22 @@ function coil.wait(list, opts) end
 ---@return any ...
 ---@overload async fun(list: (coil.Task|async fun(...))[]): integer, any...
 function coil.race(...) end
+
+---a task group: runs `fn(g, …)` **in this task**; `g:spawn(f, …)` → task starts a child the group owns (any task may spawn into `g`: the body, children, their children). Returns `fn`'s results once `fn` returned **and** every child is done. See [Groups](#groups)
+---@async
+---@param fn async fun(g: coil.Group, ...)
+---@param ... any
+---@return any ...
+function coil.group(fn, ...) end
+
+---run `fn(…)` **in this task** with a deadline, like `timeout`; at the deadline the work is cancelled, its cleanup runs, and `move_on_after` returns `false` instead of raising (Trio's `move_on_after`). `math.huge` means no deadline
+---@async
+---@param s number
+---@param fn async fun(...)
+---@param ... any
+---@return boolean
+---@return any ...
+function coil.move_on_after(s, fn, ...) end
 
 ---run `fn(…)` **in this task** with a deadline `s` seconds away. At the deadline the work is cancelled (a `Cancelled` is raised at its await point, and tasks it awaits are cancelled as `await` does), its cleanup runs, then `coil.Timeout` is raised: `tostring` is `timeout after 2.0 s`, `err.seconds` is `s`, `coil.is_timeout(err)` is true. `math.huge` means no deadline
 ---@async
@@ -153,11 +170,27 @@ function coil.dump() end
 ---@return any ...
 function coil.await(fn, ...) end
 
+---the same with the callback as `fn`'s `n`-th argument, the ones between left `nil`: `coil.await_at(4, uv.fs_read, fd, 4096)` calls `uv.fs_read(fd, 4096, nil, callback)` (where the callback is not the last parameter, `coil.await` would put it in an optional argument's place)
+---@async
+---@param n integer
+---@param fn function
+---@param ... any
+---@return any ...
+function coil.await_at(n, fn, ...) end
+
 ---from stock Lua (the module `coil.so`): run `fn(...)` as the main task on luv's loop until every task is done; returns its results or raises its error (`coil.Interrupted` after a SIGINT/SIGTERM/SIGHUP shutdown). Raises inside a task
 ---@param fn async fun(...)
 ---@param ... any
 ---@return any ...
+---@overload fun(opts: coil.RunOptions, fn: async fun(...), ...: any): any...
 function coil.run(fn, ...) end
+
+---runs `fn(...)` in a **fresh Lua state** (with the standard libraries) on libuv's thread pool and returns its results
+---@async
+---@param fn function
+---@param ... any
+---@return any ...
+function coil.thread(fn, ...) end
 
 ---A task: a coroutine run by coil's scheduler (`coil.spawn`).
 ---@class coil.Task
@@ -228,7 +261,27 @@ function SignalHandle:close() end
 ---@class coil.Error
 ---@field seconds number? a `Timeout`'s deadline, in seconds
 ---@field signal string? an `Interrupted`'s signal (`"SIGINT"`, …)
+---@field errors any[]? a `coil.GroupError`'s errors, in the order they failed (`tostring` gives the first one's)
 local Error = {}
+
+---A task group, as `coil.group` passes it to its body.
+---@class coil.Group
+local Group = {}
+
+---start `f(…)` as a child of the group; once the group is cancelling, the child starts cancelled (its first await raises `Cancelled`)
+---@param f async fun(...)
+---@param ... any
+---@return coil.Task task
+function Group:spawn(f, ...) end
+
+---cancel the body and every child; `coil.group` then returns nothing once they are all done. `false` if the group had finished
+---@return boolean bool
+function Group:cancel() end
+
+---Options of `coil.run` (a table without `__call`, before the function).
+---@class coil.RunOptions
+---@field virtual_time boolean? `true`: run on a virtual clock that jumps to the next deadline whenever no task can run (docs/testing.md)
+local RunOptions = {}
 
 ---Options of `coil.gather`.
 ---@class coil.GatherOptions

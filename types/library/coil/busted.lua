@@ -16,7 +16,8 @@ function busted.async(fn, opts) end
 
 ---Options of `async(fn, opts)`.
 ---@class coil.busted.Options
----@field timeout number? seconds the body gets (default `async.default_timeout`, 5)
+---@field timeout number? seconds the body gets (default `async.default_timeout`, 5), always in real time
+---@field virtual_time boolean? `true`: the body runs on a virtual clock that jumps ahead whenever nothing can run (see [Virtual time](#virtual-time))
 local Options = {}
 
 return busted

@@ -66,6 +66,12 @@ function fs.rename(from, to) end
 ---@return table<string, string>|string types
 function fs.readdir(path) end
 
+---a watcher of a file or a directory (libuv's fs events: inotify); it keeps the process alive until closed
+---@param path string
+---@return coil.Watcher?
+---@return string?
+function fs.watch(path) end
+
 ---An open file (`coil.fs.open`).
 ---@class coil.File
 local File = {}
@@ -84,8 +90,29 @@ function File:read(n) end
 ---@return string?
 function File:write(data) end
 
+---the new position, as Lua's `file:seek`: `whence` `"set"`, `"cur"` (default) or `"end"`, `offset` default 0; `file:seek()` tells the position, `file:seek("end")` the size. It never blocks, so it does not wait
+---@param whence? "set"|"cur"|"end"
+---@param offset? integer
+---@return integer?
+---@return string?
+function File:seek(whence, offset) end
+
 ---`true`; closing twice does nothing. Also `local f <close> = fs.open(...)`
 ---@return true
 function File:close() end
+
+---A watcher of a file or a directory (`coil.fs.watch`).
+---@class coil.Watcher
+local Watcher = {}
+
+---`events, name`: what happened since the last `wait` — a list of `"change"` and `"rename"`, each once, in the order first seen — and the name of the file concerned (for a directory, the entry's name). Events that come while no task waits pile up; `nil, "ECANCELED: …"` once closed
+---@async
+---@return ("change"|"rename")[]? events
+---@return string? name
+function Watcher:wait() end
+
+---`true`; a task in `wait` gets `nil, "ECANCELED: operation canceled"`. Also `<close>`; the shutdown closes any left open
+---@return true
+function Watcher:close() end
 
 return fs

@@ -3,9 +3,9 @@
 
 ---The process's standard streams as coil streams (`coil.io` or `require "coil.io"`).
 ---@class coil.io
----@field stdin coil.Stream standard input; reading it never blocks other tasks
----@field stdout coil.Stream standard output
----@field stderr coil.Stream standard error
+---@field stdin coil.Stream a stream (as in `coil.net`) reading standard input: `read`, `read_line([max])`, `read_exactly(n)`
+---@field stdout coil.Stream a stream writing standard output: `write`, `drain`, `set_high_water`
+---@field stderr coil.Stream the same for standard error
 local io = {}
 
 return io

@@ -31,6 +31,29 @@ function net.listen(host, port, handler) end
 ---@return string?
 function net.listen_fd(fd, handler, opts) end
 
+---a UDP socket bound to `host:port` (`port` 0: any free port)
+---@async
+---@param host string
+---@param port integer
+---@return coil.Udp?
+---@return string?
+function net.udp(host, port) end
+
+---a stream connected to the Unix domain socket at `path`
+---@async
+---@param path string
+---@return coil.Stream?
+---@return string?
+function net.connect_unix(path) end
+
+---a server on a new socket file at `path` (`EADDRINUSE` if the file exists); connections are handled as `net.listen` does, their tasks named `unix:<path>#<n>`; `server:address()` is the path. **The socket file is removed when the server closes**, by `server:close()` or by the shutdown. `opts.backlog` as `listen`
+---@param path string
+---@param handler async fun(stream: coil.Stream)
+---@param opts? coil.net.ListenOptions
+---@return coil.Server?
+---@return string?
+function net.listen_unix(path, handler, opts) end
+
 ---Options of `coil.net.listen` and `coil.net.listen_fd`.
 ---@class coil.net.ListenOptions
 ---@field reuseport boolean? set `SO_REUSEPORT` before the bind
@@ -49,6 +72,35 @@ function Server:address() end
 ---`true`; stops accepting at once. Connections already accepted go on. Twice does nothing
 ---@return true
 function Server:close() end
+
+---A UDP socket (`coil.net.udp`).
+---@class coil.Udp
+local Udp = {}
+
+---`true` once the datagram is sent
+---@async
+---@param data string
+---@param host string
+---@param port integer
+---@return true?
+---@return string?
+function Udp:send(data, host, port) end
+
+---`data, host, port` of the next datagram. Datagrams that arrive while no task waits stay in the kernel's buffer. One receiving task at a time
+---@async
+---@return string? data
+---@return string host
+---@return integer port
+function Udp:recv() end
+
+---`ip, port` it is bound to
+---@return string ip
+---@return integer port
+function Udp:address() end
+
+---`true`; a task in `recv` gets `nil, "ECANCELED: operation canceled"`
+---@return true
+function Udp:close() end
 
 ---A buffered byte stream: a TCP connection, a child's pipe, a standard stream.
 ---@class coil.Stream
