@@ -6,6 +6,6 @@
 ---@field stdin coil.Stream a stream (as in `coil.net`) reading standard input: `read`, `read_line([max])`, `read_exactly(n)`
 ---@field stdout coil.Stream a stream writing standard output: `write`, `drain`, `set_high_water`
 ---@field stderr coil.Stream the same for standard error
-local io = {}
+local coil_io = {}
 
-return io
+return coil_io
