@@ -65,6 +65,21 @@ describe("man/coil.1", function()
     end
   end)
 
+  it("and the README's command line name the same options as `coil --help`", function()
+    local f = assert(io.open(ROOT .. "/README.md"))
+    local block = assert(f:read "a":match "\n## The command line\n\n```\n(.-)```", "no command line block")
+    f:close()
+    local readme = {}
+    for line in block:gmatch "[^\n]+" do
+      local option = line:match "^  (%-%S*)"
+      if option then
+        local arg = line:match "^  %-%S* (%S+)  " or line:match "^  %-%S* (%S+)$"
+        readme[option .. (arg and " " .. arg or "")] = true
+      end
+    end
+    assert.same(help_options(), readme)
+  end)
+
   it("has the sections a man page needs", function()
     local f = assert(io.open(PAGE))
     local text = f:read "a"
