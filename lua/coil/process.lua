@@ -221,15 +221,20 @@ local function check_process(self, what)
   end
 end
 
+local closing_timer = {
+  __close = function(t) if not t.handle:is_closing() then t.handle:close() end end,
+}
+
 -- The task `me` was cancelled while waiting for the child: SIGTERM to its
 -- group, SIGKILL once the grace is over (or at a second cancellation, or
 -- when the task is closed by force), and wait until it has exited.
 local function terminate(self, me)
   if self.code ~= nil then return end
   pcall(signal_child, self, SIGNALS.SIGTERM)
-  local timer = uv.new_timer()
-  core._untrack(timer)
-  timer:start(math.floor(core._grace() * 1000 + 0.5), 0, function()
+  -- <close>: a task closed by force never reaches the end of this function
+  local timer <close> = setmetatable({ handle = uv.new_timer() }, closing_timer)
+  core._untrack(timer.handle)
+  timer.handle:start(math.floor(core._grace() * 1000 + 0.5), 0, function()
     pcall(signal_child, self, SIGNALS.SIGKILL)
   end)
   local killed = false
@@ -240,7 +245,6 @@ local function terminate(self, me)
       pcall(signal_child, self, SIGNALS.SIGKILL)
     end
   end
-  timer:close()
 end
 
 --- process:wait() ⏳ -> exit status, signal (the number that ended it, 0
