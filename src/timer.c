@@ -160,9 +160,13 @@ static int l_sleep(lua_State *L) {
   return coil__suspend(L, t, WAIT_SLEEP, sleep_k, 0);
 }
 
-/* coil.now(): the loop's monotonic clock in seconds. */
+/* coil.now(): the loop's monotonic clock in seconds, brought up to date
+ * first (libuv caches it once per loop turn: code that blocked the loop
+ * would otherwise see time stand still). */
 static int l_now(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)uv_now(RT_UP(L)->loop) / 1000.0);
+  uv_loop_t *loop = RT_UP(L)->loop;
+  uv_update_time(loop);
+  lua_pushnumber(L, (lua_Number)uv_now(loop) / 1000.0);
   return 1;
 }
 
