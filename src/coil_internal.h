@@ -185,6 +185,11 @@ struct coil_runtime {
 
   coil_run_state run;
   coil_async_state as;
+  struct {            /* coil_post's queue (post.c; under its mutex) */
+    struct coil_post_item *head, *tail;
+    int closing;      /* the teardown runs the last ones */
+    int closed;       /* refused from then on */
+  } posts;
 };
 
 /* The runtime of a C function registered with it as upvalue 1. */
@@ -323,6 +328,11 @@ COIL_INTERNAL void coil__shutdown_now(coil_runtime *rt);
 COIL_INTERNAL void coil__teardown(coil_runtime *rt);
 COIL_INTERNAL void coil__luv_running(coil_runtime *rt, int running);
 COIL_INTERNAL void coil__shutdown_open(lua_State *L, coil_runtime *rt);
+
+/* post.c */
+COIL_INTERNAL void coil__posts_run(coil_runtime *rt);
+COIL_INTERNAL void coil__posts_kick(coil_runtime *rt);
+COIL_INTERNAL void coil__posts_close(coil_runtime *rt);
 
 /* net_socket.c, fs_seek.c */
 COIL_INTERNAL void coil__net_open(lua_State *L);

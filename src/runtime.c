@@ -111,6 +111,7 @@ int coil_exit_signal(coil_runtime *rt) { return rt->run.exit_signal; }
  * run kept (coil__run_reset). */
 static void new_run_if_over(coil_runtime *rt) {
   if (rt->owns_loop != 1 || rt->run.phase != PHASE_CLOSED) return;
+  if (rt->posts.closing) return; /* coil_free runs the last posts: no new run */
   coil__open_handles(rt);
   coil__run_reset(rt);
   if (rt->signals) coil__signals_install(rt); /* SIGUSR1's handle again */

@@ -56,6 +56,7 @@ void coil__open_handles(coil_runtime *rt) {
   uv_unref((uv_handle_t *)&rt->grace_timer);
   rt->timer_due = 0;
   atomic_store(&rt->as.wake_ok, 1);
+  coil__posts_kick(rt);
 }
 
 /* The module's Lua state is closing: close whichever of coil's handles are
@@ -285,6 +286,7 @@ static void notify_closed(coil_runtime *rt) {
 /* Frees a runtime whose run is over (coil_free, or a free that had to wait
  * for the closes): what is left to report, the Lua state, the own loop. */
 void coil__teardown(coil_runtime *rt) {
+  coil__posts_close(rt); /* before the Lua state goes: fn may use it */
   if (!rt->lua_closed && rt->L) {
     coil__report_unseen_all(rt);
     lua_close(rt->L);
@@ -485,6 +487,7 @@ static void on_async(uv_async_t *h) {
     if (rt->run.phase == PHASE_RUN) coil__request(rt, status, 0, "shutdown");
   }
   coil__signals_poll(rt);
+  coil__posts_run(rt);
   coil__shutdown_step(rt);
 }
 
