@@ -338,6 +338,9 @@ COIL_INTERNAL void coil__posts_close(coil_runtime *rt);
 COIL_INTERNAL void coil__net_open(lua_State *L);
 COIL_INTERNAL void coil__fs_open(lua_State *L);
 
+/* thread.c */
+COIL_INTERNAL void coil__thread_open(lua_State *L);
+
 /* embed.c (generated): the lua/ files */
 typedef struct {
   const char *name;

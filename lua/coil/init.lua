@@ -25,7 +25,7 @@ end
 coil.await = require "coil.await"
 do
   local lazy = { fs = "coil.fs", net = "coil.net", process = "coil.process",
-                 io = "coil.io" }
+                 io = "coil.io", thread = "coil.thread" }
   local mt = getmetatable(coil) or {}
   local index = mt.__index
   mt.__index = function(t, key)
