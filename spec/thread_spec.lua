@@ -64,6 +64,32 @@ describe("coil.thread", function()
     assert.equal(7, coil.thread(function() return 7 end))
   end)
 
+  it("a cancelled thread still in the pool's queue never starts", function()
+    if os.getenv("UV_THREADPOOL_SIZE") then
+      pending("needs libuv's default pool of 4 threads")
+      return
+    end
+    local marker = os.tmpname()
+    os.remove(marker)
+    local busy = {}
+    for i = 1, 4 do -- the pool's 4 threads, busy
+      busy[i] = coil.spawn(coil.thread, function() while true do end end)
+    end
+    coil.sleep(0.05)
+    local queued = coil.spawn(coil.thread, function(path)
+      local f = io.open(path, "w")
+      f:write("started")
+      f:close()
+    end, marker)
+    coil.sleep(0.05)
+    queued:cancel()
+    for _, t in ipairs(busy) do t:cancel() end
+    for _, t in ipairs(busy) do assert.is_false(pcall(t.await, t)) end
+    assert.is_false(pcall(queued.await, queued))
+    assert.equal(7, coil.thread(function() return 7 end)) -- the pool turns again
+    assert.is_nil(io.open(marker))
+  end)
+
   it("a CPU-bound thread does not delay the exit after Ctrl+C", function()
     local p = proc.coil({ "--grace", "3", "spec/fixtures/thread_busy.lua", "lua" })
     assert.is_true(p:wait_for("ready"))
