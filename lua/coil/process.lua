@@ -348,7 +348,6 @@ function M.run(cmd, args, opts)
       if child[name] then child[name]:close() end
     end
     core.wait(helpers) -- their cleanup is over before the error leaves
-
     error(err, 0)
   end
   return { status = status, signal = signal,
