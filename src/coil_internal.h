@@ -340,6 +340,7 @@ COIL_INTERNAL void coil__fs_open(lua_State *L);
 
 /* thread.c */
 COIL_INTERNAL void coil__thread_open(lua_State *L);
+COIL_INTERNAL void coil__threads_abandon(coil_runtime *rt);
 
 /* embed.c (generated): the lua/ files */
 typedef struct {

@@ -287,6 +287,7 @@ static void notify_closed(coil_runtime *rt) {
  * for the closes): what is left to report, the Lua state, the own loop. */
 void coil__teardown(coil_runtime *rt) {
   coil__posts_close(rt); /* before the Lua state goes: fn may use it */
+  if (rt->owns_loop == 2) coil__threads_abandon(rt); /* exit cannot join them */
   if (!rt->lua_closed && rt->L) {
     coil__report_unseen_all(rt);
     lua_close(rt->L);

@@ -225,9 +225,11 @@ static int get_values(lua_State *L, const char *data, int n) {
 
 enum { JOB_OK = 1, JOB_ERROR = 0, JOB_CANCELLED = -1 };
 
-typedef struct {
+typedef struct thread_job {
   uv_work_t req;
   coil_runtime *rt;
+  struct thread_job *next_running; /* in running_jobs while fn runs */
+  pthread_t thread;
   int cb_ref;           /* registry: the Lua callback */
   char *code;           /* the function's bytecode */
   size_t code_len;
@@ -241,6 +243,42 @@ typedef struct {
   pthread_mutex_t lock; /* guards running */
   lua_State *running;   /* the thread's state while fn runs */
 } thread_job;
+
+/* Jobs whose fn runs now, for coil__threads_abandon. */
+static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
+static thread_job *running_jobs;
+
+static void running_add(thread_job *job) {
+  pthread_mutex_lock(&running_lock);
+  job->thread = pthread_self();
+  job->next_running = running_jobs;
+  running_jobs = job;
+  pthread_mutex_unlock(&running_lock);
+}
+
+static void running_remove(thread_job *job) {
+  thread_job **p;
+  pthread_mutex_lock(&running_lock);
+  for (p = &running_jobs; *p; p = &(*p)->next_running)
+    if (*p == job) {
+      *p = job->next_running;
+      break;
+    }
+  pthread_mutex_unlock(&running_lock);
+}
+
+/* The runtime is torn down and its loop given up with a thread still
+ * stuck in a C call: libuv joins its pool's threads at process exit, which
+ * would wait for that call forever. Such a thread is cancelled (pthread
+ * cancellation: it ends at its next cancellation point, a blocking read or
+ * open among them); its state and job are left behind with it. */
+void coil__threads_abandon(coil_runtime *rt) {
+  thread_job *job;
+  pthread_mutex_lock(&running_lock);
+  for (job = running_jobs; job; job = job->next_running)
+    if (job->rt == rt) pthread_cancel(job->thread);
+  pthread_mutex_unlock(&running_lock);
+}
 
 static void free_job(thread_job *job) {
   pthread_mutex_destroy(&job->lock);
@@ -301,7 +339,9 @@ static void work_cb(uv_work_t *req) {
   pthread_mutex_unlock(&job->lock);
   lua_pushcfunction(L, run_in_thread);
   lua_pushlightuserdata(L, job);
+  running_add(job);
   st = lua_pcall(L, 1, 0, 0);
+  running_remove(job);
   pthread_mutex_lock(&job->lock);
   job->running = NULL;
   pthread_mutex_unlock(&job->lock);
