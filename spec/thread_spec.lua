@@ -120,6 +120,13 @@ describe("coil.thread", function()
     local fifo = os.tmpname()
     os.remove(fifo)
     assert(os.execute("mkfifo " .. fifo))
+    if os.getenv "COIL_SANITIZED" then
+      -- ASan's own thread teardown trips over a cancelled thread (it reports
+      -- a stack-buffer-overflow in its sigaltstack interceptor), and the
+      -- loop given up is never closed: this one runs without sanitizers
+      pending("pthread_cancel under ASan")
+      return
+    end
     local r = proc.run({ "--grace", "0.3", "spec/fixtures/thread_busy.lua", "c-exit", fifo },
                        { limit = 10 })
     os.remove(fifo)
