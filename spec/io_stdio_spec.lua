@@ -120,6 +120,15 @@ describe("coil.io", function()
     assert.matches("line over ticks %d+\nline the socket ticks %d+\nend ticks", out)
   end)
 
+  it("gives standard input back blocking, for the pipe's next reader", function()
+    local script = [[print(require("coil").io.stdin:read_line())]]
+    local r = proc.start("sh", { "-c", [[(echo first; sleep 0.3; echo second) | ("$0" -e "$1"; cat)]],
+                                 COIL_BIN, script }):wait()
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("first\nsecond\n", r.stdout)
+    assert.equal("", r.stderr)
+  end)
+
   it("raises on misuse", function()
     assert.error_matches(function() coil.io.stdout = 1 end, "cannot be assigned")
     assert.error_matches(function() coil.io.stdout.write({}, "x") end, "expects a stream")

@@ -1,10 +1,12 @@
 /*
- * Socket options luv 1.44 cannot set, for coil.net: SO_REUSEPORT before a
- * bind (several processes serving one port, §9), and a look at an inherited
- * fd (socket activation) to know what kind of server it is.
+ * Socket calls luv 1.44 does not have, for coil.net: SO_REUSEPORT before a
+ * bind (several processes serving one port, §9), a look at an inherited fd
+ * (socket activation), listen and accept4 (servers accept by themselves),
+ * and O_NONBLOCK cleared again on a descriptor (coil.io's stdin).
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -77,6 +79,15 @@ static int l_accept(lua_State *L) {
   return 1;
 }
 
+/* coil._fd_blocking(fd): clears O_NONBLOCK (coil.io gives standard input
+ * back blocking: a pipe's other readers share the flag). */
+static int l_fd_blocking(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  int flags = fcntl(fd, F_GETFL);
+  if (flags >= 0 && (flags & O_NONBLOCK)) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  return 0;
+}
+
 /* coil._close_fd(fd): closes a descriptor no handle took. */
 static int l_close_fd(lua_State *L) {
   close((int)luaL_checkinteger(L, 1));
@@ -90,6 +101,7 @@ void coil__net_open(lua_State *L) {
                                  {"_listen", l_listen},
                                  {"_accept", l_accept},
                                  {"_close_fd", l_close_fd},
+                                 {"_fd_blocking", l_fd_blocking},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

@@ -127,8 +127,16 @@ local function make(fd, name)
     -- the standard streams last as long as the run: not the script's
     if handle then core._untrack(handle) end
   end
-  handle = handle or new_fd(fd, fd == 0)
-  local s = stream_mod.new(handle, name, false)
+  local s = stream_mod.new(handle or new_fd(fd, fd == 0), name, false)
+  if handle then
+    -- libuv made the descriptor non-blocking; a pipe's other readers (the
+    -- shell's next command) share that flag: give it back on close
+    s.close = function(self)
+      local ok, err = stream_mod.Stream.close(self)
+      core._fd_blocking(fd)
+      return ok, err
+    end
+  end
   open[name] = s
   return s
 end
