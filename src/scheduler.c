@@ -56,10 +56,10 @@ coil_task *coil__await_check(lua_State *L, const char *what) {
                     lua_tostring(L, -1), what);
     lua_error(L);
   }
-  if (t->co != L) {
+  if (t->co != L && !coil__inner_awaits(L)) { /* src/coroutine.c */
     lua_pushfstring(L,
-                    "coil: %s must be called from the task itself, not from "
-                    "a coroutine inside it",
+                    "coil: %s cannot wait here (in a coroutine resumed "
+                    "where the task cannot wait)",
                     what);
     lua_error(L);
   }
@@ -85,8 +85,8 @@ int coil__suspend(lua_State *L, coil_task *t, int wait, lua_KFunction k,
 
 /* A Cancelled is being raised in t: nothing is pending any more. */
 void coil__cancel_delivered(coil_task *t) {
-  t->flags &= ~(TF_THROW | TF_CANCEL_PENDING | TF_CANCEL_DEFERRED |
-                TF_CANCEL_SOFT);
+  t->flags &=
+      ~(TF_THROW | TF_CANCEL_PENDING | TF_CANCEL_DEFERRED | TF_CANCEL_SOFT);
   if (t->cancels < UINT16_MAX) t->cancels++;
 }
 
@@ -155,7 +155,8 @@ static int l_wake(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (!lua_checkstack(t->co, n + 1)) return luaL_error(L, "coil: stack overflow");
+  if (!lua_checkstack(t->co, n + 1))
+    return luaL_error(L, "coil: stack overflow");
   lua_xmove(L, t->co, n);
   t->nargs = n;
   coil__make_ready(rt, t);
