@@ -59,14 +59,18 @@ describe("coil.net.listen_fd", function()
     }, function(c, s) code, signal = c, s end))
     tcp:close() -- the child has it now
     out:read_start(function(_, data) if data then stdout = stdout .. data end end)
+    local ok, err = pcall(function()
+      local deadline = coil.now() + 10
+      while not stdout:find("ready") and coil.now() < deadline do coil.sleep(0.01) end
+      assert.equal("ready " .. port .. "\n", stdout)
+      assert.equal("fd says hi", round_trip(port, "hi"))
+    end)
+    handle:kill("sigterm") -- whatever happened: no child left behind
     local deadline = coil.now() + 10
-    while not stdout:find("ready") and coil.now() < deadline do coil.sleep(0.01) end
-    assert.equal("ready " .. port .. "\n", stdout)
-    assert.equal("fd says hi", round_trip(port, "hi"))
-    handle:kill("sigterm")
     while code == nil and coil.now() < deadline do coil.sleep(0.01) end
     out:close()
     handle:close()
+    if not ok then error(err, 0) end
     assert.equal(15, signal)
   end)
 
