@@ -105,6 +105,8 @@ struct coil_runtime {
   coil_heap sleepers;
   uint64_t sleep_seq;
   uint64_t timer_due; /* deadline the timer is armed for; 0 = idle */
+  int vclock;         /* registry: virtual time's clock (timer.c); 0 = real */
+  int vclock_quiet;   /* virtual time: the last turn left no task ready */
   coil_task *ready_head, *ready_tail;
   coil_task *current;
   coil_task *main_task;
