@@ -332,6 +332,32 @@ describe("coil.group", function()
     end)
   end)
 
+  -- a deadline's cancellation is delivered first, then a real one while the
+  -- children clean up: the real one is raised (a Timeout would swallow it)
+  for _, how in ipairs { "group", "gather" } do
+    it("a real cancellation during the children's cleanup wins over a deadline's (" .. how .. ")", function()
+      local t
+      local function child()
+        local _, e = pcall(coil.sleep, 10)
+        t:cancel("outside")
+        coil.sleep(0.01)
+        error(e, 0)
+      end
+      t = coil.spawn(function()
+        if how == "group" then
+          return coil.timeout(0.02, coil.group, function(g)
+            g:spawn(child)
+            coil.sleep(10)
+          end)
+        end
+        return coil.timeout(0.02, coil.gather, child)
+      end)
+      local err = error_of(t.await, t)
+      assert.is_false(coil.is_timeout(err))
+      assert.equal("cancelled: outside", tostring(err))
+    end)
+  end
+
   it("a timeout in the body still raises at its own level", function()
     local v = coil.group(function(g)
       g:spawn(coil.sleep, 0.01)

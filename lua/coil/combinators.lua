@@ -144,6 +144,8 @@ end
 
 -- Cancelling -----------------------------------------------------------------
 
+local stronger -- which of two cancellations to raise (cancel scopes, below)
+
 --- Cancels task with the error object err, or a new Cancelled.
 local function cancel(task, err)
   if err == nil then return c_cancel(task) end
@@ -198,8 +200,9 @@ local function own_until_done(ws, tasks, n, trigger)
         error(err, 0)
       end
       -- our own cancellation: pass it on, wait for the children's cleanup;
-      -- further ones until then collapse into this one
-      if own == nil then own = err end
+      -- further ones until then collapse into this one (a real one wins
+      -- over a deadline's)
+      own = stronger(current(), own, err)
     end
   end
   waitset_close(ws)
@@ -396,7 +399,24 @@ local function leave(rec, ok, first)
   return false
 end
 
-M._enter, M._expire, M._leave = enter, expire, leave
+--- Of two cancellations that reached task me while it waits for its
+-- children (the first is kept so far), the one to raise: a real one
+-- (task:cancel, an owner's, the shutdown's) wins over a scope's own (soft)
+-- one delivered before it, which the scope would otherwise consume and so
+-- swallow the real one.
+function stronger(me, kept, new)
+  if kept == nil then return new end
+  if rawequal(kept, new) then return kept end
+  local st = states[me]
+  local r = st and st.top
+  while r do
+    if rawequal(r.obj, kept) then return new end
+    r = r.prev
+  end
+  return kept
+end
+
+M._enter, M._expire, M._leave, M._stronger = enter, expire, leave, stronger
 
 -- timeout ------------------------------------------------------------------
 

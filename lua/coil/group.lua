@@ -18,7 +18,7 @@ local pack, unpack, sort = table.pack, table.unpack, table.sort
 local spawn, park, wake, is_cancelled = core.spawn, core._park, core._wake,
   core.is_cancelled
 local cancel_with, Cancelled = core._cancel, core.Cancelled
-local enter, expire, leave = C._enter, C._expire, C._leave
+local enter, expire, leave, stronger = C._enter, C._expire, C._leave, C._stronger
 local need_task, is_callable, shutting_down = C._need_task, C._is_callable,
   C._shutting_down
 local result_of = debug.getregistry()["coil.task"].__index.result
@@ -112,10 +112,11 @@ function Group:cancel()
   return true
 end
 
--- Waits until every child is done. Returns the Cancelled that reached the
--- waiting task meanwhile (passed on to the children), if any.
-local function wait_children(g)
-  local own
+-- Waits until every child is done. Returns the Cancelled to raise: own
+-- (the one that ended the body, if any) or one that reached the waiting
+-- task meanwhile (passed on to the children); and an error that ends the
+-- wait at once (closed by force).
+local function wait_children(g, own)
   while g._live > 0 do
     g._parked = true
     local ok, err = pcall(park)
@@ -126,7 +127,7 @@ local function wait_children(g)
         start_cancel(g)
         return own, err
       end
-      if own == nil then own = err end
+      own = stronger(g._owner, own, err)
       start_cancel(g, err)
     end
   end
@@ -175,8 +176,9 @@ function M.group(fn, ...)
   end
   if own ~= nil then start_cancel(g, own) end
 
-  local own2, fatal = wait_children(g)
-  finish(g, own or own2, fatal)
+  local fatal
+  own, fatal = wait_children(g, own)
+  finish(g, own, fatal)
   if g._user_cancelled then return end
   return unpack(res, 2, res.n)
 end
