@@ -153,6 +153,16 @@ describe("coil.group", function()
     assert.same({ "cleanup failed", "late failure" }, { err.errors[2], err.errors[3] })
   end)
 
+  it("a child's error that the body awaited counts once", function()
+    local e = {}
+    local err = error_of(coil.group, function(g)
+      g:spawn(coil.sleep, 10)
+      local t = g:spawn(function() coil.sleep(0.01) error(e) end)
+      t:await()
+    end)
+    assert.equal(e, err)
+  end)
+
   it("a single error is raised as it is, with no wrapper", function()
     local e = {}
     local err = error_of(coil.group, function(g)

@@ -65,6 +65,14 @@ local function add_error(g, err)
   start_cancel(g)
 end
 
+local function seen(g, err)
+  local errors = g._errors
+  for i = 1, #errors do
+    if rawequal(errors[i], err) then return true end
+  end
+  return false
+end
+
 -- A child is done: count it, note its failure (a Cancelled is none).
 local function child_done(g, t)
   g._children[t] = nil
@@ -172,7 +180,12 @@ function M.group(fn, ...)
   if not left then
     own = mine -- an outer scope's cancellation, now ours to pass on
   elseif not res[1] and not mine then
-    if is_cancelled(res[2]) then own = res[2] else add_error(g, res[2]) end
+    local err = res[2]
+    if is_cancelled(err) then
+      own = err
+    elseif not seen(g, err) then -- (a child's error the body awaited is one)
+      add_error(g, err)
+    end
   end
   if own ~= nil then start_cancel(g, own) end
 
