@@ -300,6 +300,97 @@ local function scenario(unit, log)
   return log
 end
 
+-- The three classic slow tests, with their time scaled by `unit`: on the
+-- virtual clock at full scale (unit = 1 s), in real time at a small one.
+-- Periodic tasks run late on a loaded machine (their lag adds up), so every
+-- event a periodic one must precede has a wide margin.
+local classics = {
+  ["sleeps an hour"] = {
+    real_unit = 2e-4, -- the hour in 0.72 s
+    run = function(unit, log)
+      coil.group(function(g)
+        local ticker = g:spawn(function()
+          for i = 1, 100 do
+            coil.sleep(650 * unit)
+            log[#log + 1] = "tick " .. i
+          end
+        end)
+        coil.call_later(1800 * unit, function() log[#log + 1] = "half an hour" end)
+        coil.sleep(3600 * unit)
+        log[#log + 1] = "an hour"
+        ticker:cancel()
+      end)
+    end,
+    expected = { "tick 1", "tick 2", "half an hour", "tick 3", "tick 4", "tick 5",
+                 "an hour" },
+  },
+  ["times out after 30 s"] = {
+    real_unit = 0.01,
+    run = function(unit, log)
+      coil.group(function(g)
+        local heartbeat = g:spawn(function()
+          for i = 1, 100 do
+            coil.sleep(12 * unit)
+            log[#log + 1] = "heartbeat " .. i
+          end
+        end)
+        local ok, err = pcall(coil.timeout, 30 * unit, function()
+          local _, e = pcall(coil.sleep, 45 * unit)
+          log[#log + 1] = "request cancelled"
+          error(e, 0)
+        end)
+        log[#log + 1] = coil.is_timeout(err) and "timed out" or tostring(ok)
+        coil.sleep(27 * unit)
+        heartbeat:cancel()
+      end)
+    end,
+    expected = { "heartbeat 1", "heartbeat 2", "request cancelled", "timed out",
+                 "heartbeat 3", "heartbeat 4" },
+  },
+  ["backs off exponentially for a simulated day"] = {
+    real_unit = 3e-5, -- the day in 2.6 s (it gives up after 1.7 s)
+    run = function(unit, log)
+      coil.group(function(g)
+        g:spawn(function()
+          for i = 1, 100 do
+            coil.sleep(20000 * unit)
+            log[#log + 1] = "watchdog " .. i
+          end
+        end)
+        local t0, delay = coil.now(), 900 * unit
+        for attempt = 1, 100 do
+          log[#log + 1] = "attempt " .. attempt
+          if coil.now() - t0 + delay > 86400 * unit then break end
+          coil.sleep(delay)
+          delay = delay * 2
+        end
+        log[#log + 1] = "gave up"
+        g:cancel()
+      end)
+    end,
+    -- attempts at 0, 900, 2700, 6300, 13500, 27900 and 56700 s
+    expected = { "attempt 1", "attempt 2", "attempt 3", "attempt 4", "attempt 5",
+                 "watchdog 1", "attempt 6", "watchdog 2", "attempt 7", "gave up" },
+  },
+}
+
+describe("the classic slow tests give the same events", function()
+  for name, case in pairs(classics) do
+    it(name .. " on the virtual clock, in well under a second", virtual(function()
+      local log, t0 = {}, uv.hrtime()
+      case.run(1, log)
+      assert.same(case.expected, log)
+      assert.is_true(real_seconds(t0) < 5)
+    end))
+
+    it(name .. ", scaled down, in real time", async(function()
+      local log = {}
+      case.run(case.real_unit, log)
+      assert.same(case.expected, log)
+    end, { timeout = 20 }))
+  end
+end)
+
 describe("the same order of events", function()
   local real, virt = {}, {}
   local EXPECTED = {
