@@ -81,12 +81,12 @@ local function build_world()
         if random() < 0.5 then turns(random(1, 5)) end
         return "result of " .. rec.id
       end)
-      -- the body's cleanup (may await; a cancellation then replaces a
-      -- cancellation the body ended with, never an error)
+      -- the body's cleanup (may await; a cancellation there is raised if
+      -- the body ended well, else what the body ended with is kept)
       cleanup(body_id)
       if random() < 0.3 then
         local ok2, e2 = pcall(turns, random(1, 2))
-        if not ok2 and (ok or coil.is_cancelled(e)) then ok, e = false, e2 end
+        if not ok2 and ok then ok, e = false, e2 end
       end
       if not ok then
         if not coil.is_cancelled(e) then rec.errors[#rec.errors + 1] = e end

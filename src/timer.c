@@ -118,7 +118,7 @@ static void on_timer(uv_timer_t *timer) {
  * made no task ready and no libuv request is in flight. The real-time path
  * pays one test of rt->vclock in sleep and now. */
 
-static uv_check_cb real_check; /* the core's check callback (runtime.c) */
+static uv_check_cb real_check; /* the core's check callback (shutdown.c) */
 
 static void vclock_idle(uv_idle_t *h) { (void)h; }
 
