@@ -110,6 +110,33 @@ describe("coil.move_on_after", function()
     end)
   end)
 
+  describe("a cancellation the work swallowed still cancels", function()
+    -- the work catches an outside cancellation and goes on until the
+    -- deadline's own comes: that is no quiet `false` (nor a Timeout)
+    for _, how in ipairs { "move_on_after", "timeout", "group" } do
+      it("(" .. how .. ")", function()
+        local function work()
+          pcall(coil.sleep, 10) -- swallows the outside cancellation
+          coil.sleep(10)        -- until the deadline's own
+        end
+        local t = coil.spawn(function()
+          if how == "group" then
+            return coil.group(function(g)
+              g:spawn(function() coil.sleep(0.05) g:cancel() end)
+              work()
+            end)
+          end
+          return coil[how](0.05, work)
+        end)
+        turns(2)
+        t:cancel("outside")
+        local err = error_of(t.await, t)
+        assert.is_true(coil.is_cancelled(err), tostring(err))
+        assert.is_false(coil.is_timeout(err))
+      end)
+    end
+  end)
+
   describe("nests", function()
     it("with itself: the inner deadline ends the inner work only", function()
       local inner = { coil.move_on_after(1, function()

@@ -20,6 +20,7 @@ local huge, ceil, min = math.huge, math.ceil, math.min
 
 local spawn, current, park, wake = core.spawn, core.current, core._park, core._wake
 local cancel_with, uncancel, withdraw = core._cancel, core._uncancel, core._withdraw
+local cancels = core._cancels
 local phase, is_cancelled = core._phase, core.is_cancelled
 local waitset, waitset_notify = core._waitset, core._waitset_notify
 local waitset_wait, waitset_state, waitset_close =
@@ -360,7 +361,7 @@ local function enter(me, obj)
     st = {}
     states[me] = st
   end
-  local rec = { task = me, prev = st.top, obj = obj }
+  local rec = { task = me, prev = st.top, obj = obj, cancels = cancels(me) }
   st.top = rec
   return rec
 end
@@ -393,6 +394,11 @@ local function leave(rec, ok, first)
       error(outer.obj, 0)
     end
     uncancel(me) -- ours, consumed: not a swallowed cancellation
+    if cancels(me) > rec.cancels then
+      -- the work caught a real cancellation and went on until ours came:
+      -- that one still cancels (asyncio's Task.cancelling rule)
+      error(Cancelled(), 0)
+    end
     return true
   end
   if outer and st.pending == nil then arm(st, outer) end
