@@ -11,8 +11,8 @@
 local core = require "coil"
 local C = package.loaded["coil.combinators"]
 
-local error, pcall, setmetatable, getmetatable, tostring, type, pairs =
-  error, pcall, setmetatable, getmetatable, tostring, type, pairs
+local error, pcall, setmetatable, getmetatable, tostring, type, pairs, rawequal =
+  error, pcall, setmetatable, getmetatable, tostring, type, pairs, rawequal
 local pack, unpack, sort = table.pack, table.unpack, table.sort
 
 local spawn, park, wake, is_cancelled = core.spawn, core._park, core._wake,
