@@ -4,7 +4,7 @@
 --
 -- In real time nothing here is used: coil.sleep keeps the C heap of
 -- sleepers and the combinators use uv timers. While virtual time is on,
--- the C core (src/timer.c) hands coil.sleep and coil.now to this module,
+-- the C core (src/clock.c) hands coil.sleep and coil.now to this module,
 -- the combinators take their timers from M.after, and the core's check
 -- handle calls M.jump once a whole turn of the loop, its I/O poll
 -- included, made no task ready while no libuv request was in flight.
