@@ -28,8 +28,7 @@ static void virtual_check(uv_check_t *h) {
   coil_runtime *rt = (coil_runtime *)h->data;
   lua_State *L = rt->L;
   lua_Integer pending;
-  if (!rt->ready_head && rt->vclock_quiet &&
-      rt->loop->active_reqs.count == 0) {
+  if (!rt->ready_head && rt->vclock_quiet && rt->loop->active_reqs.count == 0) {
     vclock_field(L, rt, "jump");
     if (coil__pcall(L, 0, 0) != LUA_OK) {
       coil__report_error(L, "error in the virtual clock", -1);
