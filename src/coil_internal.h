@@ -171,6 +171,8 @@ struct coil_runtime {
   coil_heap sleepers;
   uint64_t sleep_seq;
   uint64_t timer_due; /* deadline the timer is armed for; 0 = idle */
+  int vclock;         /* registry: virtual time's clock (clock.c); 0 = real */
+  int vclock_quiet;   /* virtual time: the last turn left no task ready */
   coil_task *ready_head, *ready_tail;
   coil_task *current;
   uint64_t next_id;
@@ -318,6 +320,13 @@ COIL_INTERNAL void coil__cancel_delivered(coil_task *t);
 COIL_INTERNAL void coil__link_waiter(coil_task *target, coil_task *w);
 COIL_INTERNAL void coil__unlink_waiter(coil_task *w);
 COIL_INTERNAL void coil__scheduler_open(lua_State *L, coil_runtime *rt);
+
+/* clock.c: virtual time (lua/coil/clock.lua); it wraps the core's check
+ * callback, which it calls through the pointer it replaced, as libuv would */
+COIL_INTERNAL int coil__l_virtual_clock(lua_State *L);
+COIL_INTERNAL int coil__vclock_sleep(lua_State *L, coil_runtime *rt,
+                                     lua_Number s);
+COIL_INTERNAL int coil__vclock_now(lua_State *L, coil_runtime *rt);
 
 /* timer.c: sleeping */
 COIL_INTERNAL void coil__timer_open(lua_State *L, coil_runtime *rt);

@@ -147,6 +147,7 @@ static int l_sleep(lua_State *L) {
     coil__make_ready(rt, t);
     return lua_yieldk(L, 0, 0, sleep_k);
   }
+  if (rt->vclock) return coil__vclock_sleep(L, rt, s); /* clock.c */
   uv_update_time(rt->loop);
   if (s >= 1e15) ms = UINT64_MAX / 2;
   else ms = (uint64_t)ceil(s * 1000.0);
@@ -161,14 +162,18 @@ static int l_sleep(lua_State *L) {
  * first (libuv caches it once per loop turn: code that blocked the loop
  * would otherwise see time stand still). */
 static int l_now(lua_State *L) {
-  uv_loop_t *loop = RT_UP(L)->loop;
-  uv_update_time(loop);
-  lua_pushnumber(L, (lua_Number)uv_now(loop) / 1000.0);
+  coil_runtime *rt = RT_UP(L);
+  if (rt->vclock) return coil__vclock_now(L, rt); /* clock.c */
+  uv_update_time(rt->loop);
+  lua_pushnumber(L, (lua_Number)uv_now(rt->loop) / 1000.0);
   return 1;
 }
 
 static const luaL_Reg timer_funcs[] = {
-    {"sleep", l_sleep}, {"now", l_now}, {NULL, NULL}};
+    {"sleep", l_sleep},
+    {"now", l_now},
+    {"_virtual_clock", coil__l_virtual_clock},
+    {NULL, NULL}};
 
 void coil__timer_open(lua_State *L, coil_runtime *rt) {
   lua_pushlightuserdata(L, rt);
