@@ -162,6 +162,11 @@ struct coil_runtime {
   size_t refused_size;
   uint64_t shutdown_started; /* loop time of the request, ms */
   int lua_closed;
+
+  /* service.c: systemd's watchdog ping, only when asked for */
+  uv_timer_t watchdog;
+  uint64_t watchdog_usec;
+  int watchdog_started;
 };
 
 /* runtime.c */
@@ -233,6 +238,10 @@ COIL_INTERNAL int coil__signals_pending(coil_runtime *rt);
 COIL_INTERNAL void coil__interrupt_running(coil_runtime *rt);
 COIL_INTERNAL int coil__signal_number(const char *name);
 COIL_INTERNAL const char *coil__signal_name(int signo);
+
+/* service.c */
+COIL_INTERNAL void coil__service_open(lua_State *L, coil_runtime *rt);
+COIL_INTERNAL void coil__service_close(coil_runtime *rt);
 
 /* embed.c (generated): the lua/ files */
 typedef struct {

@@ -224,6 +224,7 @@ void coil__close_handles(coil_runtime *rt) {
   } else {
     close_own(rt, (uv_handle_t *)&rt->grace_timer);
   }
+  coil__service_close(rt);
   if (rt->usr1_started) {
     close_own(rt, (uv_handle_t *)&rt->usr1);
     rt->usr1_started = 0;

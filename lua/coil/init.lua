@@ -24,7 +24,8 @@ end
 -- coil.process loaded on first use.
 coil.await = require "coil.await"
 do
-  local lazy = { fs = "coil.fs", net = "coil.net", process = "coil.process" }
+  local lazy = { fs = "coil.fs", net = "coil.net", process = "coil.process",
+                 service = "coil.service" }
   local mt = getmetatable(coil) or {}
   local index = mt.__index
   mt.__index = function(t, key)
@@ -39,5 +40,8 @@ do
   end
   setmetatable(coil, mt)
 end
+
+-- Under a service manager, coil.service hooks the shutdown's first step.
+if os.getenv "NOTIFY_SOCKET" then require "coil.service" end
 
 return coil
