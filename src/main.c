@@ -27,6 +27,7 @@ static void usage(FILE *out) {
           "  --grace S     seconds that cancelled tasks get to finish "
           "cleanup (default 5)\n"
           "  --quiet       no shutdown messages on stderr\n"
+          "  --workers N   run N copies of the script as worker processes\n"
           "  -h, --help    show this help\n",
           usage_line);
 }
@@ -43,7 +44,7 @@ int main(int argc, char **argv) {
   coil_runtime *rt;
   lua_State *L;
   int script = 0, i, r, status, signo, show_version = 0, nactions = 0;
-  int has_e = 0;
+  int has_e = 0, workers = 0;
 
   coil_config_init(&cfg);
   cfg.signals = 1;
@@ -75,6 +76,9 @@ int main(int argc, char **argv) {
         return bad_usage("--grace expects a number of seconds, got '%s'",
                          argv[i]);
       cfg.grace = g;
+    } else if (strcmp(a, "--workers") == 0) {
+      if (i + 1 >= argc) return bad_usage("'%s' needs a number", a);
+      workers = ++i; /* checked by coil.supervisor */
     } else if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0) {
       if (i + 1 >= argc) return bad_usage("'%s' needs an argument", a);
       i++;
@@ -111,7 +115,7 @@ int main(int argc, char **argv) {
 
   /* the main task: coil.cli(argv, script, actions) */
   lua_getglobal(L, "require");
-  lua_pushliteral(L, "coil.cli");
+  lua_pushstring(L, workers ? "coil.supervisor" : "coil.cli");
   lua_call(L, 1, 1);
   lua_createtable(L, argc, 1);
   for (i = 0; i < argc; i++) {
@@ -131,7 +135,7 @@ int main(int argc, char **argv) {
   for (i = 1; i < argc && (!script || i < script); i++) {
     const char *a = argv[i];
     if (strcmp(a, "--") == 0) break;
-    if (strcmp(a, "--grace") == 0) {
+    if (strcmp(a, "--grace") == 0 || strcmp(a, "--workers") == 0) {
       i++;
       continue;
     }
@@ -145,7 +149,8 @@ int main(int argc, char **argv) {
       lua_rawseti(L, -2, ++nactions);
     }
   }
-  r = coil_spawn_main(rt, 3);
+  if (workers) lua_pushinteger(L, workers);
+  r = coil_spawn_main(rt, workers ? 4 : 3);
   if (r < 0) {
     fprintf(stderr, "coil: cannot start: %s\n", coil_strerror(r));
     coil_free(rt);
