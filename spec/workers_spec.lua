@@ -1,0 +1,256 @@
+-- coil --workers N (SPEC §9): a real supervisor and real worker processes,
+-- real signals, real connections on 127.0.0.1.
+local coil = require "coil"
+local uv = require "luv"
+local proc = require "spec.support.proc"
+
+local FIXTURE = "spec/fixtures/workers_echo.lua"
+local SINK = "spec/support/notify_sink.py"
+
+local function count(s, pattern)
+  local n = 0
+  for _ in s:gmatch(pattern) do n = n + 1 end
+  return n
+end
+
+-- Waits until stdout holds n lines matching pattern.
+local function wait_lines(p, pattern, n, limit)
+  local deadline = coil.now() + (limit or 15)
+  while count(p.stdout, pattern) < n and coil.now() < deadline and p.code == nil do
+    coil.sleep(0.02)
+  end
+  return count(p.stdout, pattern) >= n
+end
+
+-- The pids of the workers that said they were up.
+local function worker_pids(p)
+  local pids = {}
+  for pid in p.stdout:gmatch "worker %d+ up (%d+)" do pids[#pids + 1] = tonumber(pid) end
+  return pids
+end
+
+local function assert_gone(pids)
+  for _, pid in ipairs(pids) do
+    assert.is_false(proc.alive(pid), "worker " .. pid .. " was left behind")
+  end
+end
+
+-- Starts a supervisor; should the test fail half-way, it and its workers
+-- are killed when the test ends, so nothing outlives it.
+local function start(args, opts)
+  local p = proc.coil(args, opts)
+  finally(function()
+    if p.code ~= nil then return end
+    for pid in p.stdout:gmatch "worker %d+ up (%d+)" do uv.kill(tonumber(pid), "sigkill") end
+    p:kill "sigkill"
+    p:wait(5)
+  end)
+  return p
+end
+
+-- A port free right now.
+local function free_port()
+  local tcp = uv.new_tcp()
+  assert(tcp:bind("127.0.0.1", 0))
+  local port = tcp:getsockname().port
+  tcp:close()
+  return port
+end
+
+-- One request on a connection of its own: the answer, or nil, err.
+local function ask(port, text)
+  local stream, err = coil.net.connect("127.0.0.1", port)
+  if not stream then return nil, err end
+  local ok, e = stream:write(text .. "\n")
+  local line
+  if ok then line, e = stream:read_line() end
+  stream:close()
+  return line, e
+end
+
+describe("coil --workers", function()
+  it("refuses bad values with one line and status 1", function()
+    for _, case in ipairs {
+      { { "--workers", "x", FIXTURE }, "got 'x'" },
+      { { "--workers", "-1", FIXTURE }, "got '%-1'" },
+      { { "--workers", "1.5", FIXTURE }, "got '1.5'" },
+      { { "--workers", "5000", FIXTURE }, "got '5000'" },
+      { { "--workers" }, "'%-%-workers' needs a number" },
+      { { "--workers", "2" }, "needs a script file" },
+    } do
+      local r = proc.run(case[1])
+      assert.equal(1, r.code, r.stderr)
+      assert.matches("^coil: [^\n]*" .. case[2] .. "[^\n]*\n$", r.stderr)
+      assert.equal("", r.stdout)
+    end
+  end)
+
+  it("runs N workers with COIL_WORKER; SIGTERM drains each, then the supervisor dies by it",
+     function()
+    local p = start({ "--workers", "2", FIXTURE, "0" })
+    assert.is_true(wait_lines(p, "worker %d up", 2), p.stdout .. p.stderr)
+    assert.matches("worker 1 up", p.stdout)
+    assert.matches("worker 2 up", p.stdout)
+    local pids = worker_pids(p)
+    p:kill "sigterm"
+    local r = p:wait()
+    assert.equal(15, r.signal)
+    assert.matches("worker 1 cleanup", r.stdout)
+    assert.matches("worker 2 cleanup", r.stdout)
+    assert.matches("^coil: SIGTERM received, stopping 2 worker%(s%)\n", r.stderr)
+    assert.equal(2, count(r.stderr, "coil: SIGTERM received, cancelling 1 task%(s%)"))
+    assert_gone(pids)
+  end)
+
+  it("starts one worker per core with --workers 0", function()
+    local n = uv.available_parallelism()
+    local p = start({ "--quiet", "--workers", "0", FIXTURE, "0" })
+    assert.is_true(wait_lines(p, "worker %d up", n), p.stdout .. p.stderr)
+    local pids = worker_pids(p)
+    p:kill "sighup"
+    local r = p:wait()
+    assert.equal(1, r.signal)
+    assert.equal(n, count(r.stdout, "worker %d+ cleanup"))
+    assert.equal("", r.stderr)
+    assert_gone(pids)
+  end)
+
+  it("serves one port from both workers (reuseport) and drains both", function()
+    local port = free_port()
+    local p = start({ "--workers", "2", FIXTURE, tostring(port) })
+    assert.is_true(wait_lines(p, "worker %d up", 2), p.stdout .. p.stderr)
+    local seen = {}
+    for i = 1, 400 do
+      local line = assert(ask(port, "hello " .. i))
+      local worker, _, text = line:match "^(%d) (%d+) (.*)$"
+      assert.equal("hello " .. i, text)
+      seen[worker] = true
+      if seen["1"] and seen["2"] then break end
+    end
+    assert.is_true(seen["1"] and seen["2"], "only one worker answered")
+    local pids = worker_pids(p)
+    p:kill "sigterm"
+    local r = p:wait()
+    assert.equal(15, r.signal)
+    assert.matches("worker 1 cleanup", r.stdout)
+    assert.matches("worker 2 cleanup", r.stdout)
+    assert_gone(pids)
+  end)
+
+  it("restarts a worker that exits on its own, and names its status", function()
+    local marker = os.tmpname()
+    os.remove(marker)
+    local p = start({ "--workers", "2", FIXTURE, "0", marker })
+    assert.is_true(wait_lines(p, "worker 2 up", 2), p.stdout .. p.stderr)
+    assert.is_true(wait_lines(p, "worker 1 up", 1), p.stdout .. p.stderr)
+    local pids = worker_pids(p)
+    p:kill "sigint"
+    local r = p:wait()
+    os.remove(marker)
+    assert.equal(2, r.signal)
+    assert.matches("coil: worker 2 %(pid %d+%) exited with status 3; starting it again in 0.1 s\n",
+                   r.stderr)
+    -- the first worker 2 ran its cleanup when it exited; everyone else at the end
+    assert.equal(3, count(r.stdout, "worker %d cleanup"))
+    assert_gone(pids)
+  end)
+
+  it("replaces both workers on SIGUSR2 while a client keeps asking; no request fails",
+     function()
+    local port = free_port()
+    local p = start({ "--workers", "2", FIXTURE, tostring(port) })
+    assert.is_true(wait_lines(p, "worker %d up", 2), p.stdout .. p.stderr)
+    local old = worker_pids(p)
+    local done, failures, answered, by = false, {}, 0, {}
+    local client = coil.spawn(function()
+      local i = 0
+      while not done do
+        i = i + 1
+        local line, err = ask(port, "r" .. i)
+        if line and line:match(" r" .. i .. "$") then
+          answered = answered + 1
+          by[tonumber(line:match "^%d (%d+)")] = true
+        else
+          failures[#failures + 1] = ("request %d: %s"):format(i, tostring(line or err))
+        end
+      end
+    end)
+    coil.sleep(0.3)
+    p:kill "sigusr2"
+    assert.is_true(wait_lines(p, "worker %d cleanup", 2, 20), p.stdout .. p.stderr)
+    assert.is_true(wait_lines(p, "worker %d up", 4), p.stdout .. p.stderr)
+    coil.sleep(0.3)
+    done = true
+    client:await()
+    assert.same({}, failures)
+    local pids = worker_pids(p)
+    assert.equal(4, #pids)
+    -- the old ones are gone, the new ones answer
+    assert_gone(old)
+    assert.is_true(by[pids[3]] or by[pids[4]], "no new worker answered")
+    assert.is_true(answered > 10, "only " .. answered .. " requests")
+    p:kill "sigterm"
+    local r = p:wait()
+    assert.equal(15, r.signal)
+    assert.equal(4, count(r.stdout, "worker %d cleanup"))
+    assert_gone(pids)
+  end)
+
+  it("tells its own manager READY=1 once every worker is up, STOPPING=1 on a stop",
+     function()
+    local address = "@coil-spec-workers-" .. uv.os_getpid()
+    local s = proc.start("python3", { SINK, address })
+    finally(function()
+      if s.code == nil then
+        s:kill "sigterm"
+        s:wait(5)
+      end
+    end)
+    assert.is_true(s:wait_for "bound ", s.stderr)
+    local env = {}
+    for name, value in pairs(uv.os_environ()) do env[#env + 1] = name .. "=" .. value end
+    env[#env + 1] = "NOTIFY_SOCKET=" .. address
+    local p = start({ "--workers", "2", FIXTURE, "0" }, { env = env })
+    assert.is_true(s:wait_for("msg " .. p.pid .. " READY=1"), s.stdout .. p.stderr)
+    assert.is_true(wait_lines(p, "worker %d up", 2), p.stdout .. p.stderr)
+    local pids = worker_pids(p)
+    p:kill "sigterm"
+    local r = p:wait()
+    assert.equal(15, r.signal)
+    assert.is_true(s:wait_for("msg " .. p.pid .. " STOPPING=1"), s.stdout)
+    s:kill "sigterm"
+    s:wait()
+    -- the workers spoke to the supervisor only
+    for _, pid in ipairs(pids) do
+      assert.is_nil(s.stdout:find("msg " .. pid .. " ", 1, true))
+    end
+    assert_gone(pids)
+  end)
+
+  it("runs as PID 1 of a PID namespace", function()
+    local probe = proc.start("unshare", { "-fp", "--mount-proc", "true" })
+    local pr = probe:wait()
+    if pr.code ~= 0 then
+      print("skipped: unshare -fp refused here: " .. pr.stderr)
+      return
+    end
+    local p = proc.start("unshare", { "-fp", "--mount-proc", COIL_BIN, "--workers", "2",
+                                      FIXTURE, "0" })
+    assert.is_true(wait_lines(p, "worker %d up", 2), p.stdout .. p.stderr)
+    -- coil is unshare's child, PID 1 inside
+    local f = assert(io.open(("/proc/%d/task/%d/children"):format(p.pid, p.pid)))
+    local coil_pid = tonumber(f:read("a"):match "%d+")
+    f:close()
+    for pid in p.stdout:gmatch "worker %d+ up (%d+)" do
+      assert.is_true(tonumber(pid) < 10, "not in a PID namespace: " .. pid)
+    end
+    uv.kill(coil_pid, "sigterm")
+    local r = p:wait()
+    -- PID 1 cannot die by a signal it handles: it exits 128 + 15
+    assert.is_true(r.code == 143 or r.signal == 15, ("code %s signal %s: %s")
+                   :format(r.code, r.signal, r.stderr))
+    assert.matches("worker 1 cleanup", r.stdout)
+    assert.matches("worker 2 cleanup", r.stdout)
+    assert.matches("coil: SIGTERM received, stopping 2 worker%(s%)", r.stderr)
+  end)
+end)
