@@ -155,45 +155,30 @@ describe("coil --workers", function()
     assert_gone(pids)
   end)
 
-  it("replaces both workers on SIGUSR2 while a client keeps asking; no request fails",
+  -- A connection that lands in a closing listener's accept queue is reset
+  -- by the kernel unless net.ipv4.tcp_migrate_req is 1 (Linux 5.14+, see
+  -- docs/deploy.md): the client runs in a network namespace of its own with
+  -- it set, so the test never touches the machine's settings.
+  it("replaces both workers on SIGUSR2 while clients keep asking; no request fails",
      function()
-    local port = free_port()
-    local p = start({ "--workers", "2", FIXTURE, tostring(port) })
-    assert.is_true(wait_lines(p, "worker %d up", 2), p.stdout .. p.stderr)
-    local old = worker_pids(p)
-    local done, failures, answered, by = false, {}, 0, {}
-    local client = coil.spawn(function()
-      local i = 0
-      while not done do
-        i = i + 1
-        local line, err = ask(port, "r" .. i)
-        if line and line:match(" r" .. i .. "$") then
-          answered = answered + 1
-          by[tonumber(line:match "^%d (%d+)")] = true
-        else
-          failures[#failures + 1] = ("request %d: %s"):format(i, tostring(line or err))
-        end
-      end
-    end)
-    coil.sleep(0.3)
-    p:kill "sigusr2"
-    assert.is_true(wait_lines(p, "worker %d cleanup", 2, 20), p.stdout .. p.stderr)
-    assert.is_true(wait_lines(p, "worker %d up", 4), p.stdout .. p.stderr)
-    coil.sleep(0.3)
-    done = true
-    client:await()
-    assert.same({}, failures)
-    local pids = worker_pids(p)
-    assert.equal(4, #pids)
-    -- the old ones are gone, the new ones answer
-    assert_gone(old)
-    assert.is_true(by[pids[3]] or by[pids[4]], "no new worker answered")
-    assert.is_true(answered > 10, "only " .. answered .. " requests")
-    p:kill "sigterm"
-    local r = p:wait()
-    assert.equal(15, r.signal)
-    assert.equal(4, count(r.stdout, "worker %d cleanup"))
-    assert_gone(pids)
+    local r = proc.start("unshare", { "-n", "sh", "-c", [[
+      ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req || exit 77
+      exec "$0" spec/fixtures/workers_reload_client.lua "$0"]], COIL_BIN }):wait(60)
+    if r.code == 77 or (r.code ~= 0 and r.stdout == "") then
+      print("skipped: no network namespace with tcp_migrate_req here: " .. r.stderr)
+      return
+    end
+    assert.equal(0, r.code, r.stderr)
+    assert.equal([[
+replaced true
+failures 0
+answered many true
+old gone true
+new answered true
+supervisor signal 15
+cleanups 4
+all gone true
+]], r.stdout)
   end)
 
   it("tells its own manager READY=1 once every worker is up, STOPPING=1 on a stop",
