@@ -22,7 +22,6 @@
 
 #include "coil_internal.h"
 
-#define RT_UP(L) ((coil_runtime *)lua_touserdata(L, lua_upvalueindex(1)))
 #define LISTEN_FDS_START 3
 
 /* Fills addr from NOTIFY_SOCKET ("/path" or "@abstract"). Returns the
@@ -79,12 +78,12 @@ static uint64_t env_u64(const char *name) {
  * than the watchdog period: what is left of the grace, plus one period. */
 static size_t extend_line(coil_runtime *rt, char *buf, size_t size) {
   uint64_t grace_us, spent_us, left_us;
-  if (rt->phase < PHASE_DRAIN || rt->phase >= PHASE_CLOSED) return 0;
+  if (rt->run.phase < PHASE_DRAIN || rt->run.phase >= PHASE_CLOSED) return 0;
   if (rt->watchdog_usec == 0 || rt->grace * 1e6 <= (double)rt->watchdog_usec)
     return 0;
   grace_us = (uint64_t)(rt->grace * 1e6);
   uv_update_time(rt->loop);
-  spent_us = (uv_now(rt->loop) - rt->shutdown_started) * 1000;
+  spent_us = (uv_now(rt->loop) - rt->run.shutdown_started) * 1000;
   left_us = spent_us < grace_us ? grace_us - spent_us : 0;
   return (size_t)snprintf(buf, size, "\nEXTEND_TIMEOUT_USEC=%llu",
                           (unsigned long long)(left_us + rt->watchdog_usec));
@@ -118,15 +117,6 @@ static void watchdog_start(coil_runtime *rt) {
   uv_timer_start(&rt->watchdog, on_watchdog, 0, every);
   uv_unref((uv_handle_t *)&rt->watchdog);
   rt->watchdog_started = 1;
-}
-
-/* Step 6: the watchdog timer closes with coil's other handles; it lives in
- * the runtime, so no close callback is needed. */
-void coil__service_close(coil_runtime *rt) {
-  if (!rt->watchdog_started) return;
-  rt->watchdog_started = 0;
-  if (!uv_is_closing((uv_handle_t *)&rt->watchdog))
-    uv_close((uv_handle_t *)&rt->watchdog, NULL);
 }
 
 /* Pushes nil and an "ENAME: message" string for a negative errno. */
@@ -296,10 +286,10 @@ static int l_end_by_signal(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
   int signo = coil__signal_number(luaL_checkstring(L, 1));
   luaL_argcheck(L, signo != 0, 1, "unknown signal");
-  if (!rt->exit_set) {
-    rt->exit_set = 1;
-    rt->exit_status = 128 + signo;
-    rt->exit_signal = signo;
+  if (!rt->run.exit_set) {
+    rt->run.exit_set = 1;
+    rt->run.exit_status = 128 + signo;
+    rt->run.exit_signal = signo;
   }
   return 0;
 }

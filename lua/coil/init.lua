@@ -25,6 +25,7 @@ end
 coil.await = require "coil.await"
 do
   local lazy = { fs = "coil.fs", net = "coil.net", process = "coil.process",
+                 io = "coil.io",
                  service = "coil.service" }
   local mt = getmetatable(coil) or {}
   local index = mt.__index
