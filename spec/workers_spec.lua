@@ -219,8 +219,11 @@ all gone true
       print("skipped: unshare -fp refused here: " .. pr.stderr)
       return
     end
+    local env = {}
+    for name, value in pairs(uv.os_environ()) do env[#env + 1] = name .. "=" .. value end
+    env[#env + 1] = "ORPHAN=1" -- each worker leaves a grandchild to PID 1
     local p = proc.start("unshare", { "-fp", "--mount-proc", COIL_BIN, "--workers", "2",
-                                      FIXTURE, "0" })
+                                      FIXTURE, "0" }, { env = env })
     assert.is_true(wait_lines(p, "worker %d up", 2), p.stdout .. p.stderr)
     -- coil is unshare's child, PID 1 inside
     local f = assert(io.open(("/proc/%d/task/%d/children"):format(p.pid, p.pid)))
@@ -229,6 +232,19 @@ all gone true
     for pid in p.stdout:gmatch "worker %d+ up (%d+)" do
       assert.is_true(tonumber(pid) < 10, "not in a PID namespace: " .. pid)
     end
+    -- the orphaned grandchildren ended meanwhile: no zombie is left
+    coil.sleep(0.6)
+    f = assert(io.open(("/proc/%d/task/%d/children"):format(coil_pid, coil_pid)))
+    local children = f:read "a"
+    f:close()
+    local zombies = {}
+    for pid in children:gmatch "%d+" do
+      local stat = io.open("/proc/" .. pid .. "/stat")
+      local state = stat and stat:read("a"):match "^%d+ %b() (%a)"
+      if stat then stat:close() end
+      if state == "Z" then zombies[#zombies + 1] = pid end
+    end
+    assert.same({}, zombies)
     uv.kill(coil_pid, "sigterm")
     local r = p:wait()
     -- PID 1 cannot die by a signal it handles: it exits 128 + 15

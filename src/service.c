@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "coil_internal.h"
@@ -294,7 +295,17 @@ static int l_end_by_signal(lua_State *L) {
   return 0;
 }
 
+/* coil._reap(pid) -> bool: collects pid if it is a zombie child. For the
+ * supervisor as PID 1, which adopts orphans that libuv knows nothing of. */
+static int l_reap(lua_State *L) {
+  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  int status;
+  lua_pushboolean(L, waitpid(pid, &status, WNOHANG) == pid);
+  return 1;
+}
+
 static const luaL_Reg service_funcs[] = {
+    {"_reap", l_reap},
     {"_notify", l_notify},
     {"_notify_stopping", l_notify_stopping},
     {"_listen_fds", l_listen_fds},

@@ -250,6 +250,24 @@ return function(argv, script, actions, windex)
     for _, w in pairs(by_pid) do w.exited:wait() end
   end)
 
+  -- As PID 1 (a container's init) orphans are ours to reap: on SIGCHLD,
+  -- collect every child that is not a worker (libuv reaps those) and has
+  -- exited. /proc lists our children.
+  local chld
+  if uv.os_getpid() == 1 then
+    chld = uv.new_signal()
+    chld:start("sigchld", function()
+      local f = io.open "/proc/1/task/1/children"
+      if not f then return end
+      for pid in f:read("a"):gmatch "%d+" do
+        pid = tonumber(pid)
+        if not by_pid[pid] then core._reap(pid) end
+      end
+      f:close()
+    end)
+    chld:unref()
+  end
+
   local tasks = {}
   for slot = 1, n do
     tasks[slot] = spawn(run_slot, slot):name("worker slot " .. slot)
@@ -274,6 +292,7 @@ return function(argv, script, actions, windex)
   end
   for _, h in ipairs(interrupts) do h:close() end
   reload:close()
+  if chld then chld:close() end
   poll:close()
   core._close_fd(fd)
   all_up:cancel()
