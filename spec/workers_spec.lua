@@ -77,6 +77,7 @@ describe("coil --workers", function()
       { { "--workers", "5000", FIXTURE }, "got '5000'" },
       { { "--workers" }, "'%-%-workers' needs a number" },
       { { "--workers", "2" }, "needs a script file" },
+      { { "--workers", "2", "spec/fixtures/no_such_file.lua" }, "cannot open" },
     } do
       local r = proc.run(case[1])
       assert.equal(1, r.code, r.stderr)
@@ -179,6 +180,30 @@ supervisor signal 15
 cleanups 4
 all gone true
 ]], r.stdout)
+  end)
+
+  it("keeps the old worker when its replacement fails before it is up", function()
+    local marker = os.tmpname()
+    os.remove(marker)
+    local env = {}
+    for name, value in pairs(uv.os_environ()) do env[#env + 1] = name .. "=" .. value end
+    env[#env + 1] = "FAIL_IF=" .. marker
+    local p = start({ "--workers", "2", FIXTURE, "0" }, { env = env })
+    finally(function() os.remove(marker) end)
+    assert.is_true(wait_lines(p, "worker %d up", 2), p.stdout .. p.stderr)
+    local pids = worker_pids(p)
+    io.open(marker, "w"):close()
+    p:kill "sigusr2"
+    local deadline = coil.now() + 10
+    while not p.stderr:find "keeping the old one" and coil.now() < deadline do coil.sleep(0.02) end
+    assert.matches("^coil: reload: the new worker 1 %(pid %d+%) exited with status 4 before " ..
+                   "it was up; keeping the old one\n$", p.stderr)
+    assert.is_true(proc.alive(pids[1]) and proc.alive(pids[2]))
+    p:kill "sigterm"
+    local r = p:wait()
+    assert.equal(15, r.signal)
+    assert.equal(2, count(r.stdout, "worker %d cleanup"))
+    assert_gone(pids)
   end)
 
   it("tells its own manager READY=1 once every worker is up, STOPPING=1 on a stop",

@@ -14,6 +14,7 @@ local uv = require "luv"
 local service = require "coil.service"
 
 local pairs, ipairs, next, pcall, tonumber, tostring = pairs, ipairs, next, pcall, tonumber, tostring
+local loadfile = loadfile
 local format, min = string.format, math.min
 local spawn, sleep, event, report = core.spawn, core.sleep, core.event, core._report
 
@@ -79,6 +80,12 @@ return function(argv, script, actions, windex)
   end
   if not script or argv[script] == "-" then
     report "--workers needs a script file"
+    return 1
+  end
+  -- a script that cannot load would only be restarted for ever: say so once
+  local chunk, load_err = loadfile(argv[script])
+  if not chunk then
+    report(load_err)
     return 1
   end
 
@@ -177,7 +184,6 @@ return function(argv, script, actions, windex)
   local function replace_all()
     for slot = 1, n do
       if stopping then return end
-      local old = slots[slot]
       local new, e = start(slot)
       if not new then
         report(format("reload: cannot start a new worker %d: %s; keeping the old one", slot, e))
@@ -191,12 +197,14 @@ return function(argv, script, actions, windex)
           new.exited:wait()
         end
         if not stopping then
-          report(format("reload: the new worker %d (pid %d) %s before it was up; " ..
-                        "keeping the old one", slot, new.pid,
-                        moved and describe(new) or "was not up in time"))
+          report(format("reload: the new worker %d (pid %d) %s; keeping the old one",
+                        slot, new.pid, moved and describe(new) .. " before it was up"
+                                       or "was not up within " .. UP_TIMEOUT .. " s"))
         end
         return
       end
+      -- the one serving the slot now (it may have been restarted meanwhile)
+      local old = slots[slot]
       slots[slot] = new
       if old and not old.exited:is_set() then
         uv.kill(old.pid, "sigterm")
