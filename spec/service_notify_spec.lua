@@ -174,3 +174,40 @@ describe("coil.service without NOTIFY_SOCKET", function()
     assert.same({}, names)
   end)
 end)
+
+describe("the watchdog and the supervisor under valgrind", function()
+  local skip = (os.getenv "COIL_SANITIZED" or not uv.fs_stat "/usr/bin/valgrind") and pending or it
+  local function valgrind(args, env)
+    local cmd = { "--leak-check=full", "--errors-for-leak-kinds=definite",
+                  "--show-leak-kinds=definite", "--track-origins=no", COIL_BIN }
+    for _, a in ipairs(args) do cmd[#cmd + 1] = a end
+    return proc.start("/usr/bin/valgrind", cmd, { env = env })
+  end
+  local function assert_clean(r)
+    local definite = r.stderr:match "definitely lost: ([%d,]+) bytes"
+    assert.is_true(definite == nil or definite == "0", r.stderr)
+    assert.matches("ERROR SUMMARY: 0 errors", r.stderr)
+  end
+
+  skip("leaks nothing when a SIGTERM stops a pinging process", function()
+    local s, address = sink()
+    local p = valgrind({ FIXTURE }, env_with { NOTIFY_SOCKET = address, WATCHDOG_USEC = "100000" })
+    assert.is_true(p:wait_for("ready true\n", 60), p.stderr)
+    assert.is_true(s:wait_for("WATCHDOG=1", 30), s.stdout)
+    p:kill "sigterm"
+    local r = p:wait(120)
+    assert.equal(15, r.signal)
+    assert_clean(r)
+    stop_sink(s)
+  end)
+
+  skip("leaks nothing in a supervisor stopped by SIGTERM", function()
+    local p = valgrind({ "--workers", "1", "spec/fixtures/workers_echo.lua", "0" }, env_with {})
+    assert.is_true(p:wait_for("worker 1 up", 60), p.stderr)
+    p:kill "sigterm"
+    local r = p:wait(120)
+    assert.equal(15, r.signal)
+    assert.matches("worker 1 cleanup", r.stdout)
+    assert_clean(r)
+  end)
+end)
