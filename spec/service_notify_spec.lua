@@ -76,11 +76,35 @@ describe("coil.service with NOTIFY_SOCKET", function()
     for _, text in ipairs(got) do
       if text:match "^STOPPING=1" then stopping = text end
     end
+    assert.is_string(stopping, s.stdout)
     local extend = tonumber(stopping:match "EXTEND_TIMEOUT_USEC=(%d+)")
     assert.is_truthy(extend, stopping)
     assert.is_true(extend > 4e6 and extend <= 5.2e6, stopping)
     -- nothing came from anyone else
     assert.equal(#messages(s), #got)
+  end)
+
+  it("goes on pinging during a long cleanup, extending the stop timeout each time", function()
+    local s, address = sink()
+    local p = proc.coil({ FIXTURE, "slow" }, { env = env_with {
+      NOTIFY_SOCKET = address, WATCHDOG_USEC = "100000" } })
+    assert.is_true(p:wait_for "ready true\n", p.stderr)
+    p:kill "sigterm"
+    local r = p:wait()
+    assert.equal(15, r.signal)
+    assert.matches("cleanup ran", r.stdout)
+    stop_sink(s)
+    local got = messages(s, p.pid)
+    local after_stop, extends = false, {}
+    for _, text in ipairs(got) do
+      if text:match "^STOPPING=1" then after_stop = true end
+      local usec = after_stop and text:match "^WATCHDOG=1|EXTEND_TIMEOUT_USEC=(%d+)$"
+      if usec then extends[#extends + 1] = tonumber(usec) end
+    end
+    assert.is_true(#extends >= 2, table.concat(got, "\n"))
+    -- what is left of the 5 s grace, plus one period: it shrinks
+    assert.is_true(extends[#extends] < extends[1])
+    assert.is_true(extends[1] <= 5.1e6)
   end)
 
   it("stops pinging while the loop is blocked", function()

@@ -17,24 +17,31 @@ def main():
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     bind_to = "\0" + address[1:] if address.startswith("@") else address
     sock.bind(bind_to)
+    stopping = []
     def stop(*_):
-        if not address.startswith("@"):
-            try:
-                os.unlink(address)
-            except OSError:
-                pass
-        sys.exit(0)
+        # only noted here: a line is never cut in half by the exit
+        stopping.append(True)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    sock.settimeout(0.05)
     print("bound", address, flush=True)
     creds = struct.calcsize("3i")
-    while True:
-        data, ancdata, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(creds))
+    while not stopping:
+        try:
+            data, ancdata, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(creds))
+        except socket.timeout:
+            continue
         pid = 0
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                 pid = struct.unpack("3i", payload[:creds])[0]
         text = data.decode("utf-8", "replace").strip("\n").replace("\n", "|")
-        print("msg", pid, text, flush=True)
+        sys.stdout.write("msg %d %s\n" % (pid, text))
+        sys.stdout.flush()
+    if not address.startswith("@"):
+        try:
+            os.unlink(address)
+        except OSError:
+            pass
 
 main()
