@@ -103,6 +103,29 @@ describe("coil --workers", function()
     assert_gone(pids)
   end)
 
+  it("forwards a second Ctrl+C, which forces the workers' cleanup", function()
+    local env = {}
+    for name, value in pairs(uv.os_environ()) do env[#env + 1] = name .. "=" .. value end
+    env[#env + 1] = "STUBBORN=1"
+    local p = start({ "--grace", "60", "--workers", "2", FIXTURE, "0" }, { env = env })
+    assert.is_true(wait_lines(p, "worker %d up", 2), p.stdout .. p.stderr)
+    local pids = worker_pids(p)
+    p:kill "sigint"
+    local deadline = coil.now() + 10
+    while count(p.stderr, "cancelling 1 task") < 2 and coil.now() < deadline do
+      coil.sleep(0.02)
+    end
+    coil.sleep(0.2)
+    assert.is_nil(p.code)
+    p:kill "sigint"
+    local r = p:wait()
+    assert.equal(2, r.signal)
+    assert.equal(2, count(r.stderr, "closed by force"))
+    assert.equal(2, count(r.stdout, "worker %d cleanup"))
+    assert.is_true(r.after_signal < 10)
+    assert_gone(pids)
+  end)
+
   it("starts one worker per core with --workers 0", function()
     local n = uv.available_parallelism()
     local p = start({ "--quiet", "--workers", "0", FIXTURE, "0" })
