@@ -250,7 +250,8 @@ all gone true
     p:kill "sigterm"
     local r = p:wait()
     assert.equal(15, r.signal)
-    assert.is_true(s:wait_for("msg " .. p.pid .. " STOPPING=1"), s.stdout)
+    assert.is_true(s:wait_for("msg " .. p.pid .. " STOPPING=1\n"), s.stdout)
+    assert.matches("msg " .. p.pid .. " STATUS=2 worker%(s%) up\n", s.stdout)
     s:kill "sigterm"
     s:wait()
     -- the workers spoke to the supervisor only

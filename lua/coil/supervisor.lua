@@ -72,7 +72,7 @@ local function worker_count(value)
   return n
 end
 
-return function(argv, script, actions, windex)
+return function(argv, script, _, windex) -- the -e/-l actions are the workers'
   local n, err = worker_count(argv[windex])
   if not n then
     report(err)
@@ -96,6 +96,10 @@ return function(argv, script, actions, windex)
     if i < script then
       if argv[i] == "--grace" then grace = tonumber(argv[i + 1]) or grace end
       if argv[i] == "--quiet" then quiet = true end
+      if argv[i] == "-i" then
+        report "--workers cannot be used with -i (the console)"
+        return 1
+      end
     end
   end
 
@@ -233,7 +237,14 @@ return function(argv, script, actions, windex)
       if not quiet then
         report(format("%s received, stopping %d worker(s)", name, count))
       end
-      service.notify "STOPPING=1\n"
+      -- the workers' shutdown may outlast systemd's watchdog: say how long
+      local watchdog = tonumber(os.getenv "WATCHDOG_USEC" or "")
+      local stop_usec = (2 * grace + 5) * 1e6
+      if watchdog and stop_usec > watchdog then
+        service.notify(format("STOPPING=1\nEXTEND_TIMEOUT_USEC=%d\n", stop_usec))
+      else
+        service.notify "STOPPING=1\n"
+      end
       stop:set()
       -- the workers bound their own shutdown; this bounds a stuck one
       bound = spawn(function()
@@ -291,6 +302,7 @@ return function(argv, script, actions, windex)
       end
     end
     service.ready()
+    service.status(format("%d worker(s) up", n))
   end):name("workers up")
 
   core.gather(tasks)
