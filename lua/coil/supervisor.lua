@@ -72,7 +72,9 @@ local function worker_count(value)
   return n
 end
 
-return function(argv, script, _, windex) -- the -e/-l actions are the workers'
+-- (argv, script, actions, ignore_env) as coil.cli gets them, then the index
+-- of --workers' value in argv; the actions and -E are the workers' business
+return function(argv, script, _, _, windex)
   local n, err = worker_count(argv[windex])
   if not n then
     report(err)
