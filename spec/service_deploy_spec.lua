@@ -67,8 +67,8 @@ end
 local function stop(p)
   if p.code == nil then
     p:kill "sigkill"
-    p:wait(5)
   end
+  p:wait(5) -- also until its pipes are closed
 end
 
 local function count(s, pattern)
@@ -141,6 +141,7 @@ describe("docs/deploy.md", function()
     local pid = p.pid -- exec'd in place
     assert.matches("msg " .. pid .. " STATUS=serving, worker %-\n", s.stdout)
     assert.matches("msg " .. pid .. " READY=1\n", s.stdout)
+    stop(s)
   end)
 
   it("runs echo.lua under --workers 2 on one port", function()
