@@ -244,6 +244,7 @@ all gone true
     local env = {}
     for name, value in pairs(uv.os_environ()) do env[#env + 1] = name .. "=" .. value end
     env[#env + 1] = "NOTIFY_SOCKET=" .. address
+    env[#env + 1] = "WATCHDOG_USEC=200000"
     local p = start({ "--workers", "2", FIXTURE, "0" }, { env = env })
     assert.is_true(s:wait_for("msg " .. p.pid .. " READY=1"), s.stdout .. p.stderr)
     assert.is_true(wait_lines(p, "worker %d up", 2), p.stdout .. p.stderr)
@@ -251,7 +252,10 @@ all gone true
     p:kill "sigterm"
     local r = p:wait()
     assert.equal(15, r.signal)
-    assert.is_true(s:wait_for("msg " .. p.pid .. " STOPPING=1\n"), s.stdout)
+    -- the workers' stop may take twice the grace plus 5 s: the watchdog is told
+    assert.is_true(s:wait_for("msg " .. p.pid .. " STOPPING=1|EXTEND_TIMEOUT_USEC=15000000\n"),
+                   s.stdout)
+    assert.matches("msg " .. p.pid .. " WATCHDOG=1\n", s.stdout)
     assert.matches("msg " .. p.pid .. " STATUS=2 worker%(s%) up\n", s.stdout)
     s:kill "sigterm"
     s:wait()
