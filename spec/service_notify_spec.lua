@@ -171,7 +171,7 @@ describe("coil.service with NOTIFY_SOCKET", function()
       { env = env_with { NOTIFY_SOCKET = "@coil-spec-nobody-" .. uv.os_getpid() } })
     local r = p:wait()
     assert.equal(0, r.code)
-    assert.equal("nil\tECONNREFUSED: Connection refused\nnil\tECONNREFUSED: Connection refused\n", r.stdout)
+    assert.equal("nil\tECONNREFUSED: connection refused\nnil\tECONNREFUSED: connection refused\n", r.stdout)
   end)
 end)
 

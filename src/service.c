@@ -120,11 +120,12 @@ static void watchdog_start(coil_runtime *rt) {
   rt->watchdog_started = 1;
 }
 
-/* Pushes nil and an "ENAME: message" string for a negative errno. */
+/* Pushes nil and "ENAME: message" for a negative errno, spelt as luv
+ * spells its failures. */
 static int push_errno(lua_State *L, int err) {
+  int code = uv_translate_sys_error(-err);
   lua_pushnil(L);
-  lua_pushfstring(L, "%s: %s", uv_err_name(uv_translate_sys_error(-err)),
-                  strerror(-err));
+  lua_pushfstring(L, "%s: %s", uv_err_name(code), uv_strerror(code));
   return 2;
 }
 
