@@ -80,7 +80,7 @@ return function(argv, script, _, _, windex)
     report(err)
     return 1
   end
-  if not script or argv[script] == "-" then
+  if not script or script == 0 or argv[script] == "-" then -- 0: stdin
     report "--workers needs a script file"
     return 1
   end
