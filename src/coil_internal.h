@@ -166,6 +166,9 @@ struct coil_runtime {
   uv_async_t async; /* wakes the loop for coil_shutdown and signals */
   uv_signal_t usr1;
   int usr1_started;
+  uv_timer_t watchdog; /* service.c: systemd's watchdog ping, when asked */
+  uint64_t watchdog_usec;
+  int watchdog_started;
 
   /* the scheduler and the tasks */
   coil_heap sleepers;
@@ -308,6 +311,9 @@ COIL_INTERNAL int coil__inner_awaits(lua_State *L);
  * msg: from the coroutine it waits in, when it waits inside one, outward. */
 COIL_INTERNAL void coil__task_traceback(lua_State *L, coil_task *t,
                                         const char *msg);
+
+/* service.c: systemd's notify protocol, the watchdog, socket activation */
+COIL_INTERNAL void coil__service_open(lua_State *L, coil_runtime *rt);
 
 /* scheduler.c: the ready queue and the one await-point API */
 COIL_INTERNAL void coil__make_ready(coil_runtime *rt, coil_task *t);

@@ -30,6 +30,7 @@ static void usage(FILE *out) {
           "  --grace S     seconds that cancelled tasks get to finish "
           "cleanup (default 5)\n"
           "  --quiet       no shutdown messages on stderr\n"
+          "  --workers N   run N copies of the script as worker processes\n"
           "  --help        print this usage and exit\n",
           usage_line);
 }
@@ -48,6 +49,7 @@ typedef struct {
   int flags;
   int script;   /* index of the script in argv, or argc when none */
   int nactions; /* -e, -l and -W, run in order by coil.cli */
+  int workers;  /* index of --workers' value in argv, or 0 */
 } cli_args;
 
 /* One pass over the options, in lua.c's order and with its rules (an option
@@ -59,6 +61,7 @@ static int collect_args(int argc, char **argv, coil_config *cfg,
   int i;
   out->flags = 0;
   out->nactions = 0;
+  out->workers = 0;
   for (i = 1; i < argc; i++) {
     const char *a = argv[i];
     out->script = i;
@@ -85,6 +88,9 @@ static int collect_args(int argc, char **argv, coil_config *cfg,
           return bad_usage("--grace expects a number of seconds, got '%s'",
                            argv[i]);
         cfg->grace = g;
+      } else if (strcmp(a, "--workers") == 0) {
+        if (i + 1 >= argc) return bad_usage("'%s' needs a number", a);
+        out->workers = ++i; /* checked by coil.supervisor */
       } else {
         return bad_usage("unrecognized option '%s'", a);
       }
@@ -123,7 +129,7 @@ static void push_actions(lua_State *L, int argc, char **argv,
   lua_createtable(L, args->nactions, 0);
   for (i = 1; i < args->script && i < argc; i++) {
     const char *a = argv[i];
-    if (strcmp(a, "--grace") == 0) {
+    if (strcmp(a, "--grace") == 0 || strcmp(a, "--workers") == 0) {
       i++;
       continue;
     }
@@ -232,7 +238,7 @@ int main(int argc, char **argv) {
 
   /* the main task: coil.cli(argv, script, actions, ignore_env) */
   lua_getglobal(L, "require");
-  lua_pushliteral(L, "coil.cli");
+  lua_pushstring(L, args.workers ? "coil.supervisor" : "coil.cli");
   lua_call(L, 1, 1);
   lua_createtable(L, argc, 1);
   for (i = 0; i < argc; i++) {
@@ -246,7 +252,8 @@ int main(int argc, char **argv) {
   push_actions(L, argc, argv, &args);
   lua_pushboolean(L, args.flags & HAS_E);
   if (args.flags & HAS_E) ignore_env(L);
-  r = coil_spawn_main(rt, 4);
+  if (args.workers) lua_pushinteger(L, args.workers);
+  r = coil_spawn_main(rt, args.workers ? 5 : 4);
   if (r < 0) {
     fprintf(stderr, "coil: cannot start: %s\n", coil_strerror(r));
     coil_free(rt);

@@ -32,6 +32,7 @@ static int own_handles(coil_runtime *rt, uv_handle_t **out) {
   out[n++] = (uv_handle_t *)&rt->timer;
   out[n++] = (uv_handle_t *)&rt->grace_timer;
   if (rt->usr1_started) out[n++] = (uv_handle_t *)&rt->usr1;
+  if (rt->watchdog_started) out[n++] = (uv_handle_t *)&rt->watchdog;
   return n;
 }
 
@@ -62,7 +63,7 @@ void coil__open_handles(coil_runtime *rt) {
 /* The module's Lua state is closing: close whichever of coil's handles are
  * still open, each with cb; returns how many. */
 int coil__close_module_handles(coil_runtime *rt, uv_close_cb cb) {
-  uv_handle_t *own[6];
+  uv_handle_t *own[7];
   int i, n = own_handles(rt, own), closing = 0;
   atomic_store(&rt->as.wake_ok, 0);
   for (i = 0; i < n; i++) {
@@ -243,7 +244,7 @@ static void on_own_closed(uv_handle_t *h) {
  * handle the script opened (libuv runs close callbacks newest first, so
  * coil's own come last and on_closed sees everything closed). */
 static void close_handles(coil_runtime *rt) {
-  uv_handle_t *own[6];
+  uv_handle_t *own[7];
   int i, n = own_handles(rt, own);
   rt->run.handles_closing = 1;
   atomic_store(&rt->as.wake_ok, 0);
@@ -264,6 +265,7 @@ static void close_handles(coil_runtime *rt) {
   }
   if (rt->usr1_started) coil__signals_keep_usr1(rt);
   rt->usr1_started = 0;
+  rt->watchdog_started = 0;
   if (rt->L) coil__call_hook(rt, "close_handles", 0, 0);
 }
 
