@@ -12,6 +12,7 @@
 #include <lua.h>
 
 #include "coil.h"
+#include "console_edit.h"
 
 static const char usage_line[] =
     "usage: coil [options] [script [args...]]";
@@ -20,6 +21,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "%s\n"
           "  -e chunk      run chunk (in the main task, before the script)\n"
+          "  -i            enter the interactive console after the script\n"
           "  -l name       require name, bind it to global name (g=name too)\n"
           "  -v            print version (coil, Lua, libuv, luv) and exit\n"
           "  -             read the script from standard input\n"
@@ -43,7 +45,7 @@ int main(int argc, char **argv) {
   coil_runtime *rt;
   lua_State *L;
   int script = 0, i, r, status, signo, show_version = 0, nactions = 0;
-  int has_e = 0;
+  int has_e = 0, interactive = 0;
 
   coil_config_init(&cfg);
   cfg.signals = 1;
@@ -61,6 +63,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(a, "-v") == 0) {
       show_version = 1;
+    } else if (strcmp(a, "-i") == 0) {
+      interactive = 1; /* implies -v, as in lua.c */
     } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       usage(stdout);
       return 0;
@@ -88,15 +92,12 @@ int main(int argc, char **argv) {
     }
   }
 
-  if (show_version) {
+  /* no script on a terminal: the console (docs/console.md) */
+  if (!script && !has_e && !show_version && isatty(STDIN_FILENO))
+    interactive = 1;
+  if (show_version || interactive) {
     puts(coil_version_string());
-    if (!script && !nactions) return 0;
-  }
-  if (!script && !has_e && !show_version) {
-    if (isatty(STDIN_FILENO)) {
-      usage(stderr);
-      return 1;
-    }
+    if (!script && !nactions && !interactive) return 0;
   }
 
   /* stdout is line-buffered, so that "ready" lines reach a pipe at once */
@@ -108,8 +109,17 @@ int main(int argc, char **argv) {
     return 1;
   }
   L = coil_lua(rt);
+  console_edit_preload(L);
 
-  /* the main task: coil.cli(argv, script, actions) */
+  /* the main task: coil.cli(argv, script, actions), or with -i
+   * coil.console.main(coil.cli, argv, script, actions) */
+  if (interactive) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "coil.console");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "main");
+    lua_remove(L, -2);
+  }
   lua_getglobal(L, "require");
   lua_pushliteral(L, "coil.cli");
   lua_call(L, 1, 1);
@@ -119,9 +129,10 @@ int main(int argc, char **argv) {
     lua_rawseti(L, -2, i);
   }
   if (script) lua_pushinteger(L, script);
-  else if (!has_e && !show_version) lua_pushinteger(L, argc); /* stdin */
+  else if (!has_e && !show_version && !interactive)
+    lua_pushinteger(L, argc); /* stdin */
   else lua_pushnil(L);
-  if (!script && !has_e && !show_version) {
+  if (!script && !has_e && !show_version && !interactive) {
     /* no script and stdin is not a terminal: the script is stdin */
     lua_pushliteral(L, "-");
     lua_rawseti(L, -3, argc);
@@ -145,7 +156,7 @@ int main(int argc, char **argv) {
       lua_rawseti(L, -2, ++nactions);
     }
   }
-  r = coil_spawn_main(rt, 3);
+  r = coil_spawn_main(rt, interactive ? 4 : 3);
   if (r < 0) {
     fprintf(stderr, "coil: cannot start: %s\n", coil_strerror(r));
     coil_free(rt);

@@ -60,6 +60,10 @@ const char *coil__signal_name(int signo) {
 
 #define BUSY_NS (50ull * 1000 * 1000)
 
+/* The console (coil._interrupt_busy): a SIGINT it took over with on_signal
+ * still interrupts a task that does not yield, and counts that it did so. */
+static atomic_int interrupt_busy, interrupts_taken;
+
 /* Runs inside Lua code that was running when an interrupt came. Code that
  * yields within 50 ms is left alone (the loop handles the signal); code
  * still running then gets the shutdown's Cancelled raised in it. */
@@ -80,6 +84,14 @@ static void busy_hook(lua_State *L, lua_Debug *ar) {
   if (now - rt->hook_t0 < BUSY_NS) return;
   coil__clear_hook(rt, L);
   signo = atomic_load(&rt->sig_first);
+  if (!signo && !atomic_load(&rt->shutdown_requested) &&
+      atomic_load(&interrupt_busy)) {
+    /* the console's Ctrl+C: only the busy task gets Cancelled */
+    atomic_fetch_add(&interrupts_taken, 1);
+    if (rt->current) rt->current->cancels++;
+    coil__new_cancelled(L, "SIGINT");
+    lua_error(L);
+  }
   /* the loop could not act on the request: start the shutdown from here, so
    * that it (not this task's end) decides the exit status */
   if (signo) {
@@ -112,6 +124,8 @@ static void on_interrupt(int signo) {
   if (!rt) goto out;
   if (atomic_load(&rt->sig_override[signo])) {
     atomic_fetch_add(&rt->sig_pending[signo], 1);
+    if (signo == SIGINT && atomic_load(&interrupt_busy))
+      coil__interrupt_running(rt);
   } else {
     int expected = 0, n;
     atomic_compare_exchange_strong(&rt->sig_first, &expected, signo);
@@ -250,8 +264,19 @@ static int l_signum(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg signal_funcs[] = {
-    {"_override", l_override}, {"_signum", l_signum}, {NULL, NULL}};
+/* coil._interrupt_busy(on) -> taken: while on, a SIGINT taken over by
+ * on_signal also raises Cancelled in a task that runs for 50 ms without
+ * yielding; returns (and resets) how many times that happened. */
+static int l_interrupt_busy(lua_State *L) {
+  atomic_store(&interrupt_busy, lua_toboolean(L, 1));
+  lua_pushinteger(L, atomic_exchange(&interrupts_taken, 0));
+  return 1;
+}
+
+static const luaL_Reg signal_funcs[] = {{"_override", l_override},
+                                        {"_signum", l_signum},
+                                        {"_interrupt_busy", l_interrupt_busy},
+                                        {NULL, NULL}};
 
 void coil__signal_open(lua_State *L, coil_runtime *rt) {
   lua_pushlightuserdata(L, rt);

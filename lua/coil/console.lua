@@ -1,0 +1,469 @@
+--- The interactive console (SPEC §8, docs/console.md): the rules of the
+-- stock `lua` console, with each statement run as a task that the console
+-- awaits, and input read through the loop, so that background tasks go on
+-- while it waits for a line.
+--
+-- On a terminal, lines are edited with libedit when the `coil` command was
+-- built with it (the C module `coil.console_edit`, preloaded by the command
+-- only); otherwise lines are read plainly from a luv stream (or file reads),
+-- and, when standard input is not a terminal, echoed after their prompt as
+-- `lua -i < file` does.
+local core = require "coil"
+local sync = require "coil.sync"
+local uv = require "luv"
+
+local load, tostring, type, pcall, xpcall, error, select, next =
+  load, tostring, type, pcall, xpcall, error, select, next
+local pack, unpack, concat = table.pack, table.unpack, table.concat
+local traceback, getuservalue, getregistry =
+  debug.traceback, debug.getuservalue, debug.getregistry
+local stdout, stderr = io.stdout, io.stderr
+
+local M = {}
+
+-- Writes that go through Lua's own functions (the console's prompts and
+-- echoes), never through the wrappers installed for background output.
+local file_methods = getmetatable(stdout).__index
+local raw = { print = print, write = io.write, fwrite = file_methods.write }
+
+local function out(s)
+  raw.fwrite(stdout, s)
+  stdout:flush()
+end
+
+-- Input ------------------------------------------------------------------
+
+--- A line source reading fd 0 through the loop. `read(prompt)` ⏳ returns the
+-- next line (no newline) or nil at the end of input; `showing` is true while
+-- a prompt waits on screen; `above(fn, ...)` calls fn with the prompt out of
+-- the way; `discard()` drops the line being typed (Ctrl+C at the prompt).
+local Reader = { __name = "coil.console_reader" }
+Reader.__index = Reader
+
+local function new_reader(kind)
+  return setmetatable({ kind = kind, lines = sync.queue(), buffer = "",
+                        eof = false, showing = false }, Reader)
+end
+
+-- Plain lines from a stream (a terminal in its normal mode, a pipe, a
+-- socket) or a file.
+local PlainReader = setmetatable({ __name = "coil.console_reader" },
+                                 { __index = Reader })
+PlainReader.__index = PlainReader
+
+local function plain_reader(kind)
+  local self = setmetatable(new_reader(kind), PlainReader)
+  self.echo = kind ~= "tty"
+  if kind == "tty" then
+    self.stream = uv.new_tty(0, true)
+  elseif kind == "pipe" then
+    self.stream = uv.new_pipe(false)
+    self.stream:open(0)
+  elseif kind == "tcp" then
+    self.stream = uv.new_tcp()
+    self.stream:open(0)
+  end
+  if self.stream then core._untrack(self.stream) end
+  return self
+end
+
+-- Splits what came in into lines for the queue; true once one is there.
+function PlainReader:take(data)
+  if data == nil then
+    if self.buffer ~= "" then self.lines:try_put(self.buffer) end
+    self.buffer = ""
+    self.eof = true
+    self.lines:try_put(false)
+    return true
+  end
+  local buffer, got = self.buffer .. data, false
+  for line, pos in buffer:gmatch "([^\n]*)\n()" do
+    self.lines:try_put(line)
+    self.buffer = buffer:sub(pos)
+    got = true
+  end
+  if not got then self.buffer = buffer end
+  return got
+end
+
+function PlainReader:start_reading()
+  if self.stream then
+    self.stream:read_start(function(err, data)
+      if err then data = nil end
+      if self:take(data) then self.stream:read_stop() end
+    end)
+  elseif not self.reading then
+    -- a file: reads from the thread pool, one after another, until a line
+    self.reading = true
+    local function more()
+      uv.fs_read(0, 4096, -1, function(err, data)
+        if err or data == "" then data = nil end
+        if self.closed then
+          self.reading = false
+        elseif self:take(data) then
+          self.reading = false
+        else
+          more()
+        end
+      end)
+    end
+    more()
+  end
+end
+
+function PlainReader:read(prompt)
+  out(prompt)
+  if self.lines:size() == 0 then
+    if self.eof then
+      if self.kind ~= "tty" then return nil end
+      self.eof = false -- Ctrl+D on a terminal ends this line only
+    end
+    self:start_reading()
+  end
+  self.showing, self.prompt = true, prompt
+  local ok, line = pcall(self.lines.get, self.lines)
+  self.showing = false
+  if not ok then error(line, 0) end
+  if line == false then
+    if self.kind == "tty" then self.eof = true end
+    return nil
+  end
+  if line:sub(-1) == "\r" then line = line:sub(1, -2) end
+  if self.echo then out(line .. "\n") end
+  return line
+end
+
+function PlainReader:above(fn, ...)
+  -- the typed part of the line stays with the terminal; the prompt is drawn
+  -- again below the output
+  out "\r\027[K"
+  local r = pack(pcall(fn, ...))
+  stdout:flush()
+  stderr:flush()
+  out(self.prompt)
+  if not r[1] then error(r[2], 0) end
+  return unpack(r, 2, r.n)
+end
+
+function PlainReader:discard()
+  out("\n" .. self.prompt)
+end
+
+function PlainReader:close()
+  self.closed = true
+  if self.stream and not self.stream:is_closing() then
+    self.stream:read_stop()
+    self.stream:close()
+  end
+end
+
+-- Edited lines on a terminal, through libedit driven by a poll handle.
+local EditReader = setmetatable({ __name = "coil.console_reader" },
+                                { __index = Reader })
+EditReader.__index = EditReader
+
+local function edit_reader(edit)
+  local self = setmetatable(new_reader("edit"), EditReader)
+  self.edit = edit
+  self.poll = uv.new_poll(0)
+  core._untrack(self.poll)
+  self.winch = uv.new_signal()
+  core._untrack(self.winch)
+  self.winch:start("sigwinch", function() edit.resize() end)
+  self.winch:unref()
+  return self
+end
+
+function EditReader:read(prompt)
+  local edit = self.edit
+  edit.start(prompt)
+  self.showing = true
+  self.poll:start("r", function(err)
+    if err then
+      self.poll:stop()
+      self.lines:try_put(false)
+      return
+    end
+    local line = edit.feed()
+    if line ~= nil then
+      self.poll:stop()
+      self.lines:try_put(line)
+    end
+  end)
+  local ok, line = pcall(self.lines.get, self.lines)
+  self.showing = false
+  self.poll:stop()
+  edit.stop()
+  if not ok then error(line, 0) end
+  if line == false then return nil end
+  return line
+end
+
+function EditReader:above(fn, ...)
+  self.edit.hide()
+  local r = pack(pcall(fn, ...))
+  self.edit.show()
+  if not r[1] then error(r[2], 0) end
+  return unpack(r, 2, r.n)
+end
+
+function EditReader:discard() self.edit.discard() end
+
+function EditReader:history(line) self.edit.history_add(line) end
+
+function EditReader:close()
+  if not self.poll:is_closing() then
+    self.poll:stop()
+    self.poll:close()
+    self.winch:close()
+    self.edit.stop()
+  end
+end
+
+function Reader:history() end
+
+local function history_path()
+  local path = os.getenv "COIL_HISTORY"
+  if path then return path ~= "" and path or nil end
+  local home = os.getenv "HOME"
+  return home and home ~= "" and home .. "/.coil_history" or nil
+end
+
+--- The reader for fd 0: line editing on a terminal when built in.
+local function open_reader()
+  local kind = uv.guess_handle(0)
+  if kind == "tty" and package.preload["coil.console_edit"]
+     and os.getenv "TERM" ~= "dumb" then
+    local reader = edit_reader(require "coil.console_edit")
+    reader.history_file = history_path()
+    if reader.history_file then reader.edit.history_load(reader.history_file) end
+    return reader
+  end
+  if kind ~= "tty" and kind ~= "pipe" and kind ~= "tcp" then kind = "file" end
+  return plain_reader(kind)
+end
+
+-- Statements ---------------------------------------------------------------
+
+local function get_prompt(first)
+  local p = _G[first and "_PROMPT" or "_PROMPT2"]
+  if p == nil then return first and "> " or ">> " end
+  return tostring(p)
+end
+
+local function incomplete(err)
+  return type(err) == "string" and err:sub(-5) == "<eof>"
+end
+
+--- Reads one statement as lua.c does: `=expr`, an expression first tried
+-- with `return` in front, then more lines while the chunk is incomplete.
+-- Returns the chunk, or nil and the syntax error, or nothing at the end.
+local function read_statement(reader)
+  local line = reader:read(get_prompt(true))
+  if line == nil then return end
+  if line:sub(1, 1) == "=" then line = "return " .. line:sub(2) end
+  local chunk = load("return " .. line, "=stdin")
+  if chunk then
+    reader:history(line)
+    return chunk
+  end
+  local buffer = line
+  while true do
+    local err
+    chunk, err = load(buffer, "=stdin")
+    if chunk or not incomplete(err) then
+      reader:history(buffer)
+      return chunk, err
+    end
+    local more = reader:read(get_prompt(false))
+    if more == nil then
+      reader:history(buffer)
+      return nil, err
+    end
+    buffer = buffer .. "\n" .. more
+  end
+end
+
+--- lua.c's message handler, with the traceback cut where the console's own
+-- frames begin. Cancelled passes through untouched.
+local function msgh(err)
+  if core.is_cancelled(err) then return err end
+  local msg = err
+  if type(msg) ~= "string" then
+    local mt = getmetatable(err)
+    if mt and mt.__tostring then
+      msg = tostring(err)
+    else
+      msg = ("(error object is a %s value)"):format(type(err))
+    end
+  end
+  local tb = traceback(msg, 2)
+  local cut = tb:find("\n[^\n]*in main chunk", 1)
+  if cut then
+    local eol = tb:find("\n", cut + 1) or #tb + 1
+    tb = tb:sub(1, eol - 1)
+  end
+  return tb
+end
+
+local function statement_body(chunk)
+  local r = pack(xpcall(chunk, msgh))
+  if not r[1] and core.is_cancelled(r[2]) then error(r[2], 0) end
+  return r
+end
+
+-- Unseen errors -----------------------------------------------------------
+
+--- Reports, above the prompt, the errors of tasks that failed with nobody
+-- listening (the reporter of SPEC §4, or coil.on_error's handler), instead
+-- of waiting for the task to be collected or the process to end.
+local function report_unseen(reader)
+  local unseen = getregistry()["coil.unseen"]
+  if not unseen or next(unseen) == nil then return end
+  local tasks = {}
+  for task in next, unseen do tasks[#tasks + 1] = task end
+  for _, task in ipairs(tasks) do
+    if unseen[task] then
+      local err = task:error() -- seen now: never reported twice
+      local extras = getuservalue(task, 2)
+      local tb = type(extras) == "table" and extras.tb or tostring(err)
+      local handler = getregistry()["coil.on_error"]
+      if type(handler) == "function" then
+        local ok, e = pcall(handler, task, err, tb)
+        if not ok then
+          core._report("error in the coil.on_error handler: " .. tostring(e))
+        end
+      else
+        local text = ("coil: task '%s' failed and nobody awaited it: %s")
+          :format(task:name(), tb):gsub("\n", "\n  ")
+        if reader.showing then
+          reader:above(raw.fwrite, stderr, text, "\n")
+        else
+          raw.fwrite(stderr, text, "\n")
+          stderr:flush()
+        end
+      end
+    end
+  end
+end
+
+-- Output above the prompt ---------------------------------------------------
+
+--- While a prompt waits, print, io.write and writes to io.stdout/io.stderr
+-- go above it (the line being typed is drawn again below). Returns a
+-- function that puts the originals back.
+local function route_output(reader)
+  local function above(fn, ...)
+    if reader.showing then return reader:above(fn, ...) end
+    return fn(...)
+  end
+  _G.print = function(...) return above(raw.print, ...) end
+  io.write = function(...)
+    if reader.showing and io.output() == stdout then
+      return reader:above(raw.write, ...)
+    end
+    return raw.write(...)
+  end
+  file_methods.write = function(f, ...)
+    if reader.showing and (f == stdout or f == stderr) then
+      return reader:above(raw.fwrite, f, ...)
+    end
+    return raw.fwrite(f, ...)
+  end
+  return function()
+    _G.print, io.write, file_methods.write = raw.print, raw.write, raw.fwrite
+  end
+end
+
+-- The console ---------------------------------------------------------------
+
+--- Runs the console in the calling task (the main task of `coil -i`) until
+-- the end of input, then starts the shutdown (SPEC §3) with status 0.
+function M.run()
+  local me = core.current()
+  if not me then error("coil: the console must run inside a task", 2) end
+  local reader = open_reader()
+  -- as `python -m asyncio` has asyncio: coil is at hand at the prompt
+  if _G.coil == nil then _G.coil = core end
+  local running -- the statement's task while one runs
+  local owed = 0 -- Ctrl+C already served by interrupting a busy task
+
+  local restore = route_output(reader)
+  core._interrupt_busy(true)
+  local sigint = core.on_signal("SIGINT", function()
+    owed = owed + core._interrupt_busy(true)
+    if owed > 0 then
+      owed = owed - 1
+    elseif running then
+      running:cancel "SIGINT"
+    elseif reader.showing then
+      reader:discard()
+    end
+  end)
+  local check = uv.new_prepare() -- before the poll: after the tasks ran
+  core._untrack(check)
+  check:start(function()
+    if reader.showing then report_unseen(reader) end
+  end)
+  check:unref()
+
+  local function finish()
+    core._interrupt_busy(false)
+    sigint:close()
+    if not check:is_closing() then check:close() end
+    reader:close()
+    restore()
+    if reader.history_file then
+      reader.edit.history_save(reader.history_file)
+    end
+  end
+  core.defer(finish)
+
+  while true do
+    report_unseen(reader)
+    local chunk, err = read_statement(reader)
+    if chunk then
+      running = core.spawn(statement_body, chunk)
+      running:name "console statement"
+      local ok, r = pcall(running.await, running)
+      running = nil
+      if not ok then
+        if not core.is_cancelled(r) or core._phase() ~= "run" then
+          error(r, 0)
+        end
+        out "\n"
+      elseif r[1] then
+        if r.n > 1 then
+          local printed, perr = pcall(print, unpack(r, 2, r.n))
+          if not printed then
+            raw.fwrite(stderr, ("error calling 'print' (%s)\n"):format(
+              tostring(perr)))
+          end
+        end
+      else
+        raw.fwrite(stderr, tostring(r[2]), "\n")
+        stderr:flush()
+      end
+    elseif err then
+      raw.fwrite(stderr, err, "\n")
+      stderr:flush()
+    else
+      break -- end of input
+    end
+    stdout:flush()
+  end
+  out "\n"
+  core.shutdown(0)
+end
+
+--- The main task of `coil -i`: the command line's own main task (cli, with
+-- its arguments), then the console, as lua.c runs the script before its
+-- REPL. A script that could not be loaded ends the run without a console.
+function M.main(cli, ...)
+  -- cli returns 1 when the script or a -e chunk could not be loaded (a
+  -- script's own return value means nothing under -i, as in lua.c)
+  if cli(...) == 1 then return 1 end
+  return M.run()
+end
+
+return M

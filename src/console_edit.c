@@ -1,0 +1,188 @@
+/*
+ * coil.console_edit: line editing and history for the console, through
+ * libedit's readline-compatible callback interface. The console drives it
+ * from the loop: a poll handle on fd 0 calls feed() when a key is there, so
+ * nothing here ever waits for input while tasks could run.
+ *
+ * Part of the coil command only (libcoil never links libedit). libedit's own
+ * signal handlers are turned off: SIGINT belongs to coil (the console's
+ * Ctrl+C), and libedit's handlers would re-send signals to the whole process
+ * group.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "console_edit.h"
+
+#ifdef COIL_HAVE_LIBEDIT
+#include <editline/readline.h>
+
+static int initialized;
+static int got_line;     /* the line handler ran since the last feed */
+static char *done_line;  /* what it got: a line, or NULL for end of input */
+static char *prompt_now; /* the prompt being shown */
+
+static void on_line(char *line) {
+  free(done_line);
+  done_line = line;
+  got_line = 1;
+}
+
+static void install(void) {
+  rl_callback_handler_install(prompt_now ? prompt_now : "", on_line);
+}
+
+static void init(lua_State *L) {
+  if (initialized) return;
+  rl_catch_signals = 0;
+  rl_catch_sigwinch = 0;
+  rl_readline_name = "coil";
+  if (rl_initialize() != 0)
+    luaL_error(L, "coil: console: cannot start line editing");
+  using_history();
+  initialized = 1;
+}
+
+/* start(prompt): shows the prompt and starts editing a line. */
+static int l_start(lua_State *L) {
+  const char *prompt = luaL_checkstring(L, 1);
+  char *copy;
+  init(L);
+  copy = strdup(prompt);
+  if (!copy) return luaL_error(L, "coil: console: out of memory");
+  free(prompt_now);
+  prompt_now = copy;
+  got_line = 0;
+  install();
+  return 0;
+}
+
+/* feed() -> line | false | nil: reads the key that is waiting (the fd is
+ * readable). A finished line is returned (editing stops until the next
+ * start), false is the end of input (Ctrl+D on an empty line), nil means the
+ * line is not finished yet. */
+static int l_feed(lua_State *L) {
+  if (!initialized) return 0;
+  rl_callback_read_char();
+  if (!got_line) return 0;
+  got_line = 0;
+  if (!done_line) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pushstring(L, done_line);
+  free(done_line);
+  done_line = NULL;
+  return 1;
+}
+
+/* stop(): stops editing and gives the terminal back its normal mode. */
+static int l_stop(lua_State *L) {
+  (void)L;
+  if (initialized) rl_callback_handler_remove();
+  return 0;
+}
+
+/* hide(): clears the line being edited from the screen, so that output can
+ * go above it; show() draws the prompt and the line again. */
+static int l_hide(lua_State *L) {
+  (void)L;
+  fflush(stdout);
+  fputs("\r\033[K", stdout);
+  fflush(stdout);
+  return 0;
+}
+
+static int l_show(lua_State *L) {
+  (void)L;
+  fflush(stdout);
+  fflush(stderr);
+  if (initialized) rl_forced_update_display();
+  fflush(stdout);
+  return 0;
+}
+
+/* discard(): drops the line being edited (Ctrl+C at the prompt) and starts
+ * a fresh one on the next screen line. */
+static int l_discard(lua_State *L) {
+  (void)L;
+  if (!initialized) return 0;
+  rl_callback_handler_remove();
+  fputs("\n", stdout);
+  fflush(stdout);
+  install();
+  return 0;
+}
+
+/* resize(): the terminal changed size (SIGWINCH). */
+static int l_resize(lua_State *L) {
+  (void)L;
+  if (initialized) rl_resize_terminal();
+  return 0;
+}
+
+static int l_history_add(lua_State *L) {
+  const char *line = luaL_checkstring(L, 1);
+  if (initialized && *line) add_history(line);
+  return 0;
+}
+
+/* history_load(path) / history_save(path, max) -> true, or nil, message */
+static int l_history_load(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int r;
+  init(L);
+  r = read_history(path);
+  if (r != 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, strerror(r < 0 ? -r : r));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_history_save(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int max = (int)luaL_optinteger(L, 2, 1000), r;
+  if (!initialized) return 0;
+  stifle_history(max);
+  r = write_history(path);
+  if (r != 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, strerror(r < 0 ? -r : r));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg edit_funcs[] = {
+    {"start", l_start},           {"feed", l_feed},
+    {"stop", l_stop},             {"hide", l_hide},
+    {"show", l_show},             {"discard", l_discard},
+    {"resize", l_resize},         {"history_add", l_history_add},
+    {"history_load", l_history_load}, {"history_save", l_history_save},
+    {NULL, NULL}};
+
+static int open_edit(lua_State *L) {
+  luaL_newlib(L, edit_funcs);
+  return 1;
+}
+
+void console_edit_preload(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, open_edit);
+  lua_setfield(L, -2, "coil.console_edit");
+  lua_pop(L, 1);
+}
+
+#else
+
+void console_edit_preload(lua_State *L) { (void)L; }
+
+#endif
