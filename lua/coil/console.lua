@@ -195,7 +195,10 @@ function EditReader:read(prompt)
   self.poll:stop()
   edit.stop()
   if not ok then error(line, 0) end
-  if line == false then return nil end
+  if line == false then
+    out("\r\027[K" .. prompt) -- libedit drew the Ctrl+D as "^D"
+    return nil
+  end
   return line
 end
 
@@ -400,17 +403,19 @@ function M.run()
       reader:discard()
     end
   end)
-  local check = uv.new_prepare() -- before the poll: after the tasks ran
-  core._untrack(check)
-  check:start(function()
+  -- a prepare handle runs before the loop blocks, after the tasks that
+  -- could fail have run
+  local watch = uv.new_prepare()
+  core._untrack(watch)
+  watch:start(function()
     if reader.showing then report_unseen(reader) end
   end)
-  check:unref()
+  watch:unref()
 
   local function finish()
     core._interrupt_busy(false)
     sigint:close()
-    if not check:is_closing() then check:close() end
+    if not watch:is_closing() then watch:close() end
     reader:close()
     restore()
     if reader.history_file then
