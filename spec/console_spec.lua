@@ -107,7 +107,7 @@ describe("the console on a terminal", function()
       -- with line editing, the typed part is drawn again below the output
       { "expect", has_edit and "> x = 12" or "> " },
       { "send", "3\\r" }, { "expect", PROMPT },
-      { "send", "=x\\r" }, { "expect", "\\n123\\r?\\n" },
+      { "send", "=x\\r" }, { "expect", "[\\n ]123\\r?\\n" },
       { "send", "\\x04" }, { "expect", "ticker cleanup" }, { "wait", "" },
     }
     expect_ok(verdict, transcript)
@@ -124,7 +124,7 @@ describe("the console on a terminal", function()
       { "sleep", "0.5" }, { "send", "\\x03" },
       { "expect", "statement cleanup" }, { "expect", PROMPT },
       { "expect", "tick" },
-      { "send", "=t:done()\\r" }, { "expect", "\\nfalse\\r?\\n" },
+      { "send", "=t:done()\\r" }, { "expect", "[\\n ]false\\r?\\n" },
       { "expect", "tick" },
       { "send", "\\x04" }, { "expect", "ticker cleanup" }, { "wait", "" },
     }
@@ -141,7 +141,7 @@ describe("the console on a terminal", function()
       { "send", "while true do end\\r" }, { "expect", "end.*?\\n" },
       { "sleep", "0.5" }, { "send", "\\x03" }, { "expect", PROMPT },
       { "expect", "tick" },
-      { "send", "=1+2\\r" }, { "expect", "\\n3\\r?\\n> " },
+      { "send", "=1+2\\r" }, { "expect", "[\\n ]3\\r?\\n" },
       { "send", "\\x04" }, { "expect", "ticker cleanup" }, { "wait", "" },
     }
     expect_ok(verdict, transcript)
@@ -154,11 +154,17 @@ describe("the console on a terminal", function()
       { "send", "print('discarded')" }, { "sleep", "0.3" },
       { "send", "\\x03" }, { "expect", PROMPT },
       { "send", "print('kept')\\r" }, { "expect", "\\nkept\\r?\\n> " },
+      -- at a continuation prompt, the whole statement goes
+      { "send", "for i = 1, 2 do\\r" }, { "expect", "\\n>> " },
+      { "send", "print('never')" }, { "sleep", "0.3" },
+      { "send", "\\x03" }, { "expect", PROMPT },
+      { "send", "=7\\r" }, { "expect", "\\n7\\r?\\n> " },
       { "send", "\\x04" }, { "wait", "" },
     }
     expect_ok(verdict, transcript)
     assert.equal(0, code)
     assert.is_nil(transcript:find("\ndiscarded\n", 1, true))
+    assert.is_nil(transcript:find("\nnever\n", 1, true))
   end)
 
   it("runs the shutdown on Ctrl+D: the ticker's coil.defer runs, status 0", function()

@@ -24,16 +24,12 @@
 static int initialized;
 static int got_line;     /* the line handler ran since the last feed */
 static char *done_line;  /* what it got: a line, or NULL for end of input */
-static char *prompt_now; /* the prompt being shown */
+static char *prompt_now; /* the prompt being shown (libedit copies it too) */
 
 static void on_line(char *line) {
   free(done_line);
   done_line = line;
   got_line = 1;
-}
-
-static void install(void) {
-  rl_callback_handler_install(prompt_now ? prompt_now : "", on_line);
 }
 
 static void init(lua_State *L) {
@@ -57,7 +53,7 @@ static int l_start(lua_State *L) {
   free(prompt_now);
   prompt_now = copy;
   got_line = 0;
-  install();
+  rl_callback_handler_install(prompt_now, on_line);
   return 0;
 }
 
@@ -103,18 +99,6 @@ static int l_show(lua_State *L) {
   fflush(stderr);
   if (initialized) rl_forced_update_display();
   fflush(stdout);
-  return 0;
-}
-
-/* discard(): drops the line being edited (Ctrl+C at the prompt) and starts
- * a fresh one on the next screen line. */
-static int l_discard(lua_State *L) {
-  (void)L;
-  if (!initialized) return 0;
-  rl_callback_handler_remove();
-  fputs("\n", stdout);
-  fflush(stdout);
-  install();
   return 0;
 }
 
@@ -164,7 +148,7 @@ static int l_history_save(lua_State *L) {
 static const luaL_Reg edit_funcs[] = {
     {"start", l_start},           {"feed", l_feed},
     {"stop", l_stop},             {"hide", l_hide},
-    {"show", l_show},             {"discard", l_discard},
+    {"show", l_show},
     {"resize", l_resize},         {"history_add", l_history_add},
     {"history_load", l_history_load}, {"history_save", l_history_save},
     {NULL, NULL}};

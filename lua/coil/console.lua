@@ -34,11 +34,23 @@ end
 -- Input ------------------------------------------------------------------
 
 --- A line source reading fd 0 through the loop. `read(prompt)` ⏳ returns the
--- next line (no newline) or nil at the end of input; `showing` is true while
--- a prompt waits on screen; `above(fn, ...)` calls fn with the prompt out of
--- the way; `discard()` drops the line being typed (Ctrl+C at the prompt).
+-- next line (no newline), nil at the end of input, or DISCARD after
+-- `discard()` (Ctrl+C at the prompt); `showing` is true while a prompt waits
+-- on screen; `above(fn, ...)` calls fn with the prompt out of the way.
 local Reader = { __name = "coil.console_reader" }
 Reader.__index = Reader
+
+local DISCARD = setmetatable({}, { __name = "coil.console_discard" })
+
+--- Hands a line (or false at the end, or DISCARD) to the waiting read; from
+-- then on the prompt is no longer on screen for output to go above.
+function Reader:deliver(line)
+  self.showing = false
+  self.lines:try_put(line)
+end
+
+--- Drops the line being typed: the waiting read returns DISCARD.
+function Reader:discard() self:deliver(DISCARD) end
 
 local function new_reader(kind)
   return setmetatable({ kind = kind, lines = sync.queue(), buffer = "",
@@ -70,15 +82,15 @@ end
 -- Splits what came in into lines for the queue; true once one is there.
 function PlainReader:take(data)
   if data == nil then
-    if self.buffer ~= "" then self.lines:try_put(self.buffer) end
+    if self.buffer ~= "" then self:deliver(self.buffer) end
     self.buffer = ""
     self.eof = true
-    self.lines:try_put(false)
+    self:deliver(false)
     return true
   end
   local buffer, got = self.buffer .. data, false
   for line, pos in buffer:gmatch "([^\n]*)\n()" do
-    self.lines:try_put(line)
+    self:deliver(line)
     self.buffer = buffer:sub(pos)
     got = true
   end
@@ -87,12 +99,17 @@ function PlainReader:take(data)
 end
 
 function PlainReader:start_reading()
+  if self.reading then return end
   if self.stream then
+    self.reading = true
     self.stream:read_start(function(err, data)
       if err then data = nil end
-      if self:take(data) then self.stream:read_stop() end
+      if self:take(data) then
+        self.reading = false
+        self.stream:read_stop()
+      end
     end)
-  elseif not self.reading then
+  else
     -- a file: reads from the thread pool, one after another, until a line
     self.reading = true
     local function more()
@@ -124,6 +141,10 @@ function PlainReader:read(prompt)
   local ok, line = pcall(self.lines.get, self.lines)
   self.showing = false
   if not ok then error(line, 0) end
+  if line == DISCARD then
+    out "\n"
+    return DISCARD
+  end
   if line == false then
     if self.kind == "tty" then self.eof = true end
     return nil
@@ -143,10 +164,6 @@ function PlainReader:above(fn, ...)
   out(self.prompt)
   if not r[1] then error(r[2], 0) end
   return unpack(r, 2, r.n)
-end
-
-function PlainReader:discard()
-  out("\n" .. self.prompt)
 end
 
 function PlainReader:close()
@@ -181,13 +198,13 @@ function EditReader:read(prompt)
   self.poll:start("r", function(err)
     if err then
       self.poll:stop()
-      self.lines:try_put(false)
+      self:deliver(false)
       return
     end
     local line = edit.feed()
     if line ~= nil then
       self.poll:stop()
-      self.lines:try_put(line)
+      self:deliver(line)
     end
   end)
   local ok, line = pcall(self.lines.get, self.lines)
@@ -195,6 +212,7 @@ function EditReader:read(prompt)
   self.poll:stop()
   edit.stop()
   if not ok then error(line, 0) end
+  if line == DISCARD then out "\n" end
   if line == false then
     out("\r\027[K" .. prompt) -- libedit drew the Ctrl+D as "^D"
     return nil
@@ -209,8 +227,6 @@ function EditReader:above(fn, ...)
   if not r[1] then error(r[2], 0) end
   return unpack(r, 2, r.n)
 end
-
-function EditReader:discard() self.edit.discard() end
 
 function EditReader:history(line) self.edit.history_add(line) end
 
@@ -260,15 +276,17 @@ end
 
 --- Reads one statement as lua.c does: `=expr`, an expression first tried
 -- with `return` in front, then more lines while the chunk is incomplete.
--- Returns the chunk, or nil and the syntax error, or nothing at the end.
+-- Returns "chunk", fn; "error", message (a syntax error); "discard" (Ctrl+C
+-- dropped the statement); or "eof".
 local function read_statement(reader)
   local line = reader:read(get_prompt(true))
-  if line == nil then return end
+  if line == nil then return "eof" end
+  if line == DISCARD then return "discard" end
   if line:sub(1, 1) == "=" then line = "return " .. line:sub(2) end
   local chunk = load("return " .. line, "=stdin")
   if chunk then
     reader:history(line)
-    return chunk
+    return "chunk", chunk
   end
   local buffer = line
   while true do
@@ -276,12 +294,14 @@ local function read_statement(reader)
     chunk, err = load(buffer, "=stdin")
     if chunk or not incomplete(err) then
       reader:history(buffer)
-      return chunk, err
+      if chunk then return "chunk", chunk end
+      return "error", err
     end
     local more = reader:read(get_prompt(false))
+    if more == DISCARD then return "discard" end
     if more == nil then
       reader:history(buffer)
-      return nil, err
+      return "error", err
     end
     buffer = buffer .. "\n" .. more
   end
@@ -426,8 +446,8 @@ function M.run()
 
   while true do
     report_unseen(reader)
-    local chunk, err = read_statement(reader)
-    if chunk then
+    local what, chunk = read_statement(reader)
+    if what == "chunk" then
       running = core.spawn(statement_body, chunk)
       running:name "console statement"
       local ok, r = pcall(running.await, running)
@@ -449,11 +469,11 @@ function M.run()
         raw.fwrite(stderr, tostring(r[2]), "\n")
         stderr:flush()
       end
-    elseif err then
-      raw.fwrite(stderr, err, "\n")
+    elseif what == "error" then
+      raw.fwrite(stderr, chunk, "\n")
       stderr:flush()
-    else
-      break -- end of input
+    elseif what == "eof" then
+      break
     end
     stdout:flush()
   end
