@@ -12,9 +12,10 @@ local core = require "coil"
 local sync = require "coil.sync"
 local uv = require "luv"
 
-local load, tostring, type, pcall, xpcall, error, select, next =
-  load, tostring, type, pcall, xpcall, error, select, next
-local pack, unpack, concat = table.pack, table.unpack, table.concat
+local load, tostring, type, pcall, xpcall, error, next, ipairs =
+  load, tostring, type, pcall, xpcall, error, next, ipairs
+local getmetatable, setmetatable = getmetatable, setmetatable
+local pack, unpack = table.pack, table.unpack
 local traceback, getuservalue, getregistry =
   debug.traceback, debug.getuservalue, debug.getregistry
 local stdout, stderr = io.stdout, io.stderr
@@ -75,7 +76,11 @@ local function plain_reader(kind)
     self.stream = uv.new_tcp()
     self.stream:open(0)
   end
-  if self.stream then core._untrack(self.stream) end
+  if self.stream then
+    core._untrack(self.stream)
+  else
+    self.kind = "file" -- no stream for it: plain reads from the thread pool
+  end
   return self
 end
 
@@ -183,6 +188,7 @@ local function edit_reader(edit)
   local self = setmetatable(new_reader("edit"), EditReader)
   self.edit = edit
   self.poll = uv.new_poll(0)
+  if not self.poll then return nil end
   core._untrack(self.poll)
   self.winch = uv.new_signal()
   core._untrack(self.winch)
@@ -254,9 +260,13 @@ local function open_reader()
   if kind == "tty" and package.preload["coil.console_edit"]
      and os.getenv "TERM" ~= "dumb" then
     local reader = edit_reader(require "coil.console_edit")
-    reader.history_file = history_path()
-    if reader.history_file then reader.edit.history_load(reader.history_file) end
-    return reader
+    if reader then
+      reader.history_file = history_path()
+      if reader.history_file then
+        reader.edit.history_load(reader.history_file)
+      end
+      return reader
+    end
   end
   if kind ~= "tty" and kind ~= "pipe" and kind ~= "tcp" then kind = "file" end
   return plain_reader(kind)
