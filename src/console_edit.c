@@ -86,9 +86,16 @@ static int l_stop(lua_State *L) {
 /* hide(): clears the line being edited from the screen, so that output can
  * go above it; show() draws the prompt and the line again. */
 static int l_hide(lua_State *L) {
+  int rows = 0, cols = 0, up = 0;
   (void)L;
   fflush(stdout);
-  fputs("\r\033[K", stdout);
+  if (initialized && prompt_now) {
+    /* a line longer than the screen is wider takes several rows */
+    rl_get_screen_size(&rows, &cols);
+    if (cols > 0) up = (int)((strlen(prompt_now) + (size_t)rl_point) / (size_t)cols);
+  }
+  if (up > 0) printf("\033[%dA", up);
+  fputs("\r\033[J", stdout);
   fflush(stdout);
   return 0;
 }

@@ -410,11 +410,21 @@ end
 
 -- The console ---------------------------------------------------------------
 
---- Runs the console in the calling task (the main task of `coil -i`) until
--- the end of input, then starts the shutdown (SPEC §3) with status 0.
+local active = false
+
+--- ⏳ Runs the console in the calling task until the end of input (Ctrl+D).
+-- `coil -i` runs it in the main task; a script may call it to open a
+-- console where it stands.
+-- @return nothing, at the end of input
+-- @raise "coil: the console must run inside a task"; "coil: the console is
+--   already running"; Cancelled if the calling task is cancelled (the
+--   shutdown), after the console has given the terminal back
 function M.run()
-  local me = core.current()
-  if not me then error("coil: the console must run inside a task", 2) end
+  if not core.current() then
+    error("coil: the console must run inside a task", 2)
+  end
+  if active then error("coil: the console is already running", 2) end
+  active = true
   local reader = open_reader()
   -- as `python -m asyncio` has asyncio: coil is at hand at the prompt
   if _G.coil == nil then _G.coil = core end
@@ -443,6 +453,7 @@ function M.run()
   watch:unref()
 
   local function finish()
+    active = false
     core._interrupt_busy(false)
     sigint:close()
     if not watch:is_closing() then watch:close() end
@@ -452,7 +463,7 @@ function M.run()
       reader.edit.history_save(reader.history_file)
     end
   end
-  core.defer(finish)
+  local _ <close> = setmetatable({}, { __close = finish })
 
   while true do
     report_unseen(reader)
@@ -488,7 +499,6 @@ function M.run()
     stdout:flush()
   end
   out "\n"
-  core.shutdown(0)
 end
 
 --- The main task of `coil -i`: the command line's own main task (cli, with
@@ -498,7 +508,9 @@ function M.main(cli, ...)
   -- cli returns 1 when the script or a -e chunk could not be loaded (a
   -- script's own return value means nothing under -i, as in lua.c)
   if cli(...) == 1 then return 1 end
-  return M.run()
+  M.run()
+  -- the end of input ends coil: background tasks are cancelled (SPEC §8)
+  core.shutdown(0)
 end
 
 return M

@@ -33,7 +33,7 @@ def main():
     pid, fd = pty.fork()
     if pid == 0:
         os.execvp(sys.argv[1], sys.argv[1:])
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, int(os.environ.get("PTY_COLUMNS", "250")), 0, 0))
     transcript = bytearray()
     mark = 0
     status = None
