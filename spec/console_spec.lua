@@ -148,6 +148,17 @@ describe("the console on a terminal", function()
     assert.equal(0, code)
   end)
 
+  it("lets a statement read the terminal itself", function()
+    local verdict, code, _, transcript = session {
+      { "expect", PROMPT }, { "send", "got = io.read()\\r" }, { "sleep", "0.3" },
+      { "send", "hello\\r" }, { "expect", PROMPT },
+      { "send", "=got\\r" }, { "expect", "\\nhello\\r?\\n> " },
+      { "send", "\\x04" }, { "wait", "" },
+    }
+    expect_ok(verdict, transcript)
+    assert.equal(0, code)
+  end)
+
   it("discards the typed line on Ctrl+C at the prompt", function()
     local verdict, code, _, transcript = session {
       { "expect", PROMPT },

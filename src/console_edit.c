@@ -9,6 +9,7 @@
  * Ctrl+C), and libedit's handlers would re-send signals to the whole process
  * group.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ static int initialized;
 static int got_line;     /* the line handler ran since the last feed */
 static char *done_line;  /* what it got: a line, or NULL for end of input */
 static char *prompt_now; /* the prompt being shown (libedit copies it too) */
+static int stdin_flags = -1; /* fd 0's flags before the poll handle */
 
 static void on_line(char *line) {
   free(done_line);
@@ -76,10 +78,17 @@ static int l_feed(lua_State *L) {
   return 1;
 }
 
-/* stop(): stops editing and gives the terminal back its normal mode. */
+/* stop(): stops editing and gives the terminal back its normal mode; fd 0
+ * blocks again if it did before the poll handle made it non-blocking, so
+ * that a statement (or the shell, afterwards) reading it gets no EAGAIN. */
 static int l_stop(lua_State *L) {
+  int flags;
   (void)L;
   if (initialized) rl_callback_handler_remove();
+  flags = fcntl(0, F_GETFL);
+  if (stdin_flags >= 0 && !(stdin_flags & O_NONBLOCK) && flags >= 0 &&
+      (flags & O_NONBLOCK))
+    fcntl(0, F_SETFL, flags & ~O_NONBLOCK);
   return 0;
 }
 
@@ -161,6 +170,7 @@ static const luaL_Reg edit_funcs[] = {
     {NULL, NULL}};
 
 static int open_edit(lua_State *L) {
+  if (stdin_flags < 0) stdin_flags = fcntl(0, F_GETFL);
   luaL_newlib(L, edit_funcs);
   return 1;
 }
