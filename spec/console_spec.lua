@@ -328,6 +328,19 @@ describe("the console without a terminal", function()
     assert.truthy(r.stderr:find("stdin:1: boom", 1, true))
   end)
 
+  it("prints errors as lua5.4 -i does", function()
+    local errors = table.concat({
+      "error('boom')", "local function f() error('deep') end f()",
+      "error(setmetatable({}, {__tostring = function() return 'custom' end}))",
+      "error({})", "error()", "1+", "x = = 2", "",
+    }, "\n")
+    local lua = proc.start("lua5.4", { "-i" }, { stdin = errors }):wait(20)
+    local r = proc.coil({ "-i" }, { stdin = errors }):wait(20)
+    assert.equal(0, r.code)
+    assert.equal(lua.stderr, r.stderr)
+    assert.equal((lua.stdout:gsub("^[^\n]*\n", "")), (r.stdout:gsub("^[^\n]*\n", "")))
+  end)
+
   it("reads a pipe the same way", function()
     local expected = lua_says()
     local r = proc.coil({ "-i" }, { stdin = input }):wait(20)

@@ -317,24 +317,26 @@ local function read_statement(reader)
   end
 end
 
---- lua.c's message handler, with the traceback cut where the console's own
--- frames begin. Cancelled passes through untouched.
+--- lua.c's message handler: an error object with __tostring is shown as
+-- that, with no traceback; anything else gets one, cut where the console's
+-- own frames begin (lua.c's ends in the C caller, "[C]: in ?"). Cancelled
+-- passes through untouched.
 local function msgh(err)
   if core.is_cancelled(err) then return err end
   local msg = err
-  if type(msg) ~= "string" then
+  if type(msg) ~= "string" and type(msg) ~= "number" then
     local mt = getmetatable(err)
     if mt and mt.__tostring then
-      msg = tostring(err)
-    else
-      msg = ("(error object is a %s value)"):format(type(err))
+      local text = tostring(err)
+      if type(text) == "string" then return text end
     end
+    msg = ("(error object is a %s value)"):format(type(err))
   end
   local tb = traceback(msg, 2)
   local cut = tb:find("\n[^\n]*in main chunk", 1)
   if cut then
     local eol = tb:find("\n", cut + 1) or #tb + 1
-    tb = tb:sub(1, eol - 1)
+    tb = tb:sub(1, eol - 1) .. "\n\t[C]: in ?"
   end
   return tb
 end
