@@ -55,7 +55,7 @@ local TICKER = [[t = coil.spawn(function() coil.defer(function() print("ticker c
 
 describe("the console on a terminal", function()
   -- line editing is there when the command was built with libedit
-  local edit = proc.run({ "-e", "print(package.preload['coil.console_edit'] ~= nil)" })
+  local edit = proc.run({ "-e", "print(require('coil.console_edit').line_editing)" })
   local has_edit = edit.stdout == "true\n"
 
   it("shows the version line and the prompt, evaluates =expr and expressions", function()
@@ -280,7 +280,7 @@ describe("the console under valgrind", function()
       "--log-file=" .. log, COIL_BIN }, {
       stdin = table.concat({
         "expect " .. PROMPT, "send " .. TICKER, "expect tick",
-        "send =1+1\\r", "expect \\n2\\r?\\n", "send \\x04",
+        "send =1+1\\r", "expect [\\n ]2\\r?\\n", "send \\x04",
         "expect ticker cleanup", "wait ",
       }, "\n") .. "\n",
       env = terminal_env(),

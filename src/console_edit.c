@@ -7,7 +7,8 @@
  * Part of the coil command only (libcoil never links libedit). libedit's own
  * signal handlers are turned off: SIGINT belongs to coil (the console's
  * Ctrl+C), and libedit's handlers would re-send signals to the whole process
- * group.
+ * group. Built without libedit, the module has stdin_blocking only and
+ * line_editing = false.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +20,21 @@
 
 #include "console_edit.h"
 
+static int stdin_flags = -1; /* fd 0's flags before any handle touched it */
+
+/* stdin_blocking(on): libuv makes fd 0 non-blocking for its handles; between
+ * prompts it blocks again (if it did at first), so that a statement reading
+ * it, or the shell afterwards, gets no EAGAIN. */
+static int l_stdin_blocking(lua_State *L) {
+  int flags = fcntl(0, F_GETFL), want;
+  if (flags < 0 || stdin_flags < 0) return 0;
+  want = lua_toboolean(L, 1) && !(stdin_flags & O_NONBLOCK)
+             ? flags & ~O_NONBLOCK
+             : flags | O_NONBLOCK;
+  if (want != flags) fcntl(0, F_SETFL, want);
+  return 0;
+}
+
 #ifdef COIL_HAVE_LIBEDIT
 #include <editline/readline.h>
 
@@ -26,7 +42,6 @@ static int initialized;
 static int got_line;     /* the line handler ran since the last feed */
 static char *done_line;  /* what it got: a line, or NULL for end of input */
 static char *prompt_now; /* the prompt being shown (libedit copies it too) */
-static int stdin_flags = -1; /* fd 0's flags before the poll handle */
 
 static void on_line(char *line) {
   free(done_line);
@@ -78,17 +93,10 @@ static int l_feed(lua_State *L) {
   return 1;
 }
 
-/* stop(): stops editing and gives the terminal back its normal mode; fd 0
- * blocks again if it did before the poll handle made it non-blocking, so
- * that a statement (or the shell, afterwards) reading it gets no EAGAIN. */
+/* stop(): stops editing and gives the terminal back its normal mode. */
 static int l_stop(lua_State *L) {
-  int flags;
   (void)L;
   if (initialized) rl_callback_handler_remove();
-  flags = fcntl(0, F_GETFL);
-  if (stdin_flags >= 0 && !(stdin_flags & O_NONBLOCK) && flags >= 0 &&
-      (flags & O_NONBLOCK))
-    fcntl(0, F_SETFL, flags & ~O_NONBLOCK);
   return 0;
 }
 
@@ -162,16 +170,32 @@ static int l_history_save(lua_State *L) {
 }
 
 static const luaL_Reg edit_funcs[] = {
-    {"start", l_start},           {"feed", l_feed},
-    {"stop", l_stop},             {"hide", l_hide},
+    {"start", l_start},
+    {"feed", l_feed},
+    {"stop", l_stop},
+    {"hide", l_hide},
     {"show", l_show},
-    {"resize", l_resize},         {"history_add", l_history_add},
-    {"history_load", l_history_load}, {"history_save", l_history_save},
+    {"resize", l_resize},
+    {"history_add", l_history_add},
+    {"history_load", l_history_load},
+    {"history_save", l_history_save},
+    {"stdin_blocking", l_stdin_blocking},
     {NULL, NULL}};
+#define LINE_EDITING 1
+
+#else
+
+static const luaL_Reg edit_funcs[] = {{"stdin_blocking", l_stdin_blocking},
+                                      {NULL, NULL}};
+#define LINE_EDITING 0
+
+#endif
 
 static int open_edit(lua_State *L) {
   if (stdin_flags < 0) stdin_flags = fcntl(0, F_GETFL);
   luaL_newlib(L, edit_funcs);
+  lua_pushboolean(L, LINE_EDITING);
+  lua_setfield(L, -2, "line_editing");
   return 1;
 }
 
@@ -181,9 +205,3 @@ void console_edit_preload(lua_State *L) {
   lua_setfield(L, -2, "coil.console_edit");
   lua_pop(L, 1);
 }
-
-#else
-
-void console_edit_preload(lua_State *L) { (void)L; }
-
-#endif

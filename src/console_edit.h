@@ -4,9 +4,9 @@
 
 #include <lua.h>
 
-/* Registers package.preload["coil.console_edit"] in L when the command was
- * built with libedit; does nothing otherwise (the console then reads plain
- * lines). */
+/* Registers package.preload["coil.console_edit"] in L: line editing when the
+ * command was built with libedit (line_editing = true), and the fd 0 mode
+ * switch the console needs either way. */
 void console_edit_preload(lua_State *L);
 
 #endif

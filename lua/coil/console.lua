@@ -27,6 +27,14 @@ local M = {}
 local file_methods = getmetatable(stdout).__index
 local raw = { print = print, write = io.write, fwrite = file_methods.write }
 
+-- The command's C helper (src/console_edit.c): line editing when built in,
+-- and the switch of fd 0 between blocking and not. Absent when the console
+-- runs in a host other than the coil command.
+local helper = package.preload["coil.console_edit"] and require "coil.console_edit"
+local function stdin_blocking(on)
+  if helper then helper.stdin_blocking(on) end
+end
+
 local function out(s)
   raw.fwrite(stdout, s)
   stdout:flush()
@@ -107,11 +115,13 @@ function PlainReader:start_reading()
   if self.reading then return end
   if self.stream then
     self.reading = true
+    stdin_blocking(false)
     self.stream:read_start(function(err, data)
       if err then data = nil end
       if self:take(data) then
         self.reading = false
         self.stream:read_stop()
+        stdin_blocking(true)
       end
     end)
   else
@@ -176,6 +186,7 @@ function PlainReader:close()
   if self.stream and not self.stream:is_closing() then
     self.stream:read_stop()
     self.stream:close()
+    stdin_blocking(true)
   end
 end
 
@@ -217,6 +228,7 @@ function EditReader:read(prompt)
   self.showing = false
   self.poll:stop()
   edit.stop()
+  stdin_blocking(true)
   if not ok then error(line, 0) end
   if line == DISCARD then out "\n" end
   if line == false then
@@ -242,6 +254,7 @@ function EditReader:close()
     self.poll:close()
     self.winch:close()
     self.edit.stop()
+    stdin_blocking(true)
   end
 end
 
@@ -257,9 +270,9 @@ end
 --- The reader for fd 0: line editing on a terminal when built in.
 local function open_reader()
   local kind = uv.guess_handle(0)
-  if kind == "tty" and package.preload["coil.console_edit"]
+  if kind == "tty" and helper and helper.line_editing
      and os.getenv "TERM" ~= "dumb" then
-    local reader = edit_reader(require "coil.console_edit")
+    local reader = edit_reader(helper)
     if reader then
       reader.history_file = history_path()
       if reader.history_file then
