@@ -148,10 +148,14 @@ describe("the console on a terminal", function()
     assert.equal(0, code)
   end)
 
-  it("lets a statement read the terminal itself", function()
+  it("lets a statement read the terminal itself, and Ctrl+C interrupt it", function()
     local verdict, code, _, transcript = session {
       { "expect", PROMPT }, { "send", "got = io.read()\\r" }, { "sleep", "0.3" },
       { "send", "hello\\r" }, { "expect", PROMPT },
+      { "send", "=got\\r" }, { "expect", "\\nhello\\r?\\n> " },
+      -- Ctrl+C cuts a read that blocks the loop short, as lua.c does
+      { "send", "got = io.read()\\r" }, { "sleep", "0.3" },
+      { "send", "\\x03" }, { "expect", PROMPT },
       { "send", "=got\\r" }, { "expect", "\\nhello\\r?\\n> " },
       { "send", "\\x04" }, { "wait", "" },
     }
