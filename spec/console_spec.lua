@@ -108,7 +108,8 @@ describe("the console on a terminal", function()
       { "expect", has_edit and "> x = 12" or "> " },
       { "send", "3\\r" }, { "expect", PROMPT },
       { "send", "=x\\r" }, { "expect", "[\\n ]123\\r?\\n" },
-      { "send", "\\x04" }, { "expect", "ticker cleanup" }, { "wait", "" },
+      { "expect", PROMPT }, { "send", "\\x04" }, { "expect", "ticker cleanup" },
+      { "wait", "" },
     }
     expect_ok(verdict, transcript)
     assert.equal(0, code)
@@ -126,7 +127,8 @@ describe("the console on a terminal", function()
       { "expect", "tick" },
       { "send", "=t:done()\\r" }, { "expect", "[\\n ]false\\r?\\n" },
       { "expect", "tick" },
-      { "send", "\\x04" }, { "expect", "ticker cleanup" }, { "wait", "" },
+      { "expect", PROMPT }, { "send", "\\x04" }, { "expect", "ticker cleanup" },
+      { "wait", "" },
     }
     expect_ok(verdict, transcript)
     assert.equal(0, code)
@@ -142,7 +144,8 @@ describe("the console on a terminal", function()
       { "sleep", "0.5" }, { "send", "\\x03" }, { "expect", PROMPT },
       { "expect", "tick" },
       { "send", "=1+2\\r" }, { "expect", "[\\n ]3\\r?\\n" },
-      { "send", "\\x04" }, { "expect", "ticker cleanup" }, { "wait", "" },
+      { "expect", PROMPT }, { "send", "\\x04" }, { "expect", "ticker cleanup" },
+      { "wait", "" },
     }
     expect_ok(verdict, transcript)
     assert.equal(0, code)
@@ -219,7 +222,7 @@ describe("the console on a terminal", function()
       { "send", "coil.spawn(function() coil.sleep(0.3) error('late boom') end)\\r" },
       { "expect", PROMPT },
       { "expect", "coil: task 'task-\\d+' failed and nobody awaited it: stdin:1: late boom" },
-      { "expect", "> " },
+      { "expect", PROMPT },
       { "send", "\\x04" }, { "wait", "" },
     }
     expect_ok(verdict, transcript)
@@ -284,7 +287,7 @@ describe("the console under valgrind", function()
       "--log-file=" .. log, COIL_BIN }, {
       stdin = table.concat({
         "expect " .. PROMPT, "send " .. TICKER, "expect tick",
-        "send =1+1\\r", "expect [\\n ]2\\r?\\n", "send \\x04",
+        "send =1+1\\r", "expect [\\n ]2\\r?\\n", "expect " .. PROMPT, "send \\x04",
         "expect ticker cleanup", "wait ",
       }, "\n") .. "\n",
       env = terminal_env(),
