@@ -4,13 +4,13 @@
 Usage: pty_driver.py CMD [ARGS...] < steps
 
 Each line of the steps is one of:
-  expect REGEX    wait (10 s at most) until the output since the last match
+  expect REGEX    wait (20 s at most) until the output since the last match
                   matches REGEX (Python syntax)
   send TEXT       type TEXT (Python escapes: \\r, \\x03 for Ctrl+C, \\x04 for
                   Ctrl+D, \\x1b[A for the up arrow)
   sleep SECONDS
   signal NAME     send the signal (SIGTERM, ...) to the command
-  wait            wait (20 s at most) for the command to end
+  wait            wait (30 s at most) for the command to end
 Prints "OK" or "FAIL <step>", then "STATUS <code> <signal>", then
 "TRANSCRIPT" and everything the command wrote to the terminal. A command
 still running at the end is killed (and reported as such).
@@ -60,7 +60,7 @@ def main():
         verb, _, arg = step.partition(" ")
         if verb == "expect":
             pattern = re.compile(arg.encode(), re.S)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 20
             while True:
                 m = pattern.search(bytes(transcript), mark)
                 if m:
@@ -80,7 +80,7 @@ def main():
             while time.monotonic() < end:
                 pump(max(0, min(0.05, end - time.monotonic())))
         elif verb == "wait":
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 30
             while status is None and time.monotonic() < deadline:
                 pump(0.1)
             if status is None:
