@@ -205,16 +205,19 @@ describe("the console on a terminal", function()
     assert.equal(3, code)
   end)
 
-  it("dies by SIGTERM after the cleanup, as §3 says", function()
-    local verdict, code, signal, transcript = session {
-      { "expect", PROMPT }, { "send", TICKER }, { "expect", PROMPT },
-      { "send", "abc" }, { "sleep", "0.2" }, { "signal", "SIGTERM" },
-      { "expect", "ticker cleanup" }, { "wait", "" },
-    }
-    expect_ok(verdict, transcript)
-    assert.equal(-1, code)
-    assert.equal(15, signal)
-  end)
+  for name, number in pairs { SIGTERM = 15, SIGHUP = 1 } do
+    it("dies by " .. name .. " after the cleanup, as §3 says", function()
+      local verdict, code, signal, transcript = session {
+        { "expect", PROMPT }, { "send", TICKER }, { "expect", PROMPT },
+        { "send", "abc" }, { "sleep", "0.2" }, { "signal", name },
+        { "expect", "ticker cleanup" }, { "wait", "" },
+      }
+      expect_ok(verdict, transcript)
+      assert.equal(-1, code)
+      assert.equal(number, signal)
+      assert.truthy(transcript:find("coil: " .. name .. " received", 1, true))
+    end)
+  end
 
   it("reports a background task's unseen error as it happens", function()
     local verdict, code, _, transcript = session {
