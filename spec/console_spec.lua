@@ -233,6 +233,21 @@ describe("the console on a terminal", function()
     assert.equal(1, count(transcript, "late boom\n"))
   end)
 
+  it("reports an older task's error while a statement runs, not one the statement may await", function()
+    local verdict, code, _, transcript = session {
+      { "expect", PROMPT },
+      { "send", "coil.spawn(function() coil.sleep(0.3) error('old boom') end)\\r" },
+      { "expect", PROMPT },
+      { "send", "t = coil.spawn(function() error('own boom') end) coil.sleep(1) print('caught', pcall(t.await, t))\\r" },
+      { "expect", "nobody awaited it: stdin:1: old boom" },
+      { "expect", "caught\\tfalse\\tstdin:1: own boom" }, { "expect", PROMPT },
+      { "send", "\\x04" }, { "wait", "" },
+    }
+    expect_ok(verdict, transcript)
+    assert.equal(0, code)
+    assert.is_nil(transcript:find("nobody awaited it: stdin:1: own boom", 1, true))
+  end)
+
   it("runs a script first with -i, then the console", function()
     local script = tmp .. "/script.lua"
     local f = assert(io.open(script, "w"))

@@ -12,8 +12,8 @@ local core = require "coil"
 local sync = require "coil.sync"
 local uv = require "luv"
 
-local load, tostring, type, pcall, xpcall, error, next, ipairs =
-  load, tostring, type, pcall, xpcall, error, next, ipairs
+local load, tostring, type, pcall, xpcall, error, next, ipairs, select =
+  load, tostring, type, pcall, xpcall, error, next, ipairs, select
 local getmetatable, setmetatable = getmetatable, setmetatable
 local pack, unpack = table.pack, table.unpack
 local traceback, getuservalue, getregistry =
@@ -364,12 +364,18 @@ end
 
 --- Reports, above the prompt, the errors of tasks that failed with nobody
 -- listening (the reporter of SPEC §4, or coil.on_error's handler), instead
--- of waiting for the task to be collected or the process to end.
-local function report_unseen(reader)
+-- of waiting for the task to be collected or the process to end. While a
+-- statement runs, only tasks older than it (before_id) are reported: the
+-- statement may still await the ones it started.
+local function report_unseen(reader, before_id)
   local unseen = getregistry()["coil.unseen"]
   if not unseen or next(unseen) == nil then return end
   local tasks = {}
-  for task in next, unseen do tasks[#tasks + 1] = task end
+  for task in next, unseen do
+    if not before_id or select(3, core._state(task)) < before_id then
+      tasks[#tasks + 1] = task
+    end
+  end
   for _, task in ipairs(tasks) do
     if unseen[task] then
       local err = task:error() -- seen now: never reported twice
@@ -463,7 +469,11 @@ function M.run()
   local watch = uv.new_prepare()
   core._untrack(watch)
   watch:start(function()
-    if reader.showing then report_unseen(reader) end
+    if reader.showing then
+      report_unseen(reader)
+    elseif running then
+      report_unseen(reader, select(3, core._state(running)))
+    end
   end)
   watch:unref()
 
