@@ -262,6 +262,21 @@ describe("the console on a terminal", function()
   end)
 
   if has_edit then
+    it("completes Lua names with Tab", function()
+      local verdict, code, _, transcript = session {
+        { "expect", PROMPT }, { "send", "tk = coil.spawn(function() end)\\r" },
+        { "expect", PROMPT }, { "send", "n = tk:na\\t" }, { "expect", "tk:name" },
+        { "send", "()\\r" }, { "expect", PROMPT },
+        { "send", "pri\\t" }, { "expect", "print" },
+        { "send", "(n)\\r" }, { "expect", "\\ntask-\\d+\\r?\\n> " },
+        { "send", "coil.s\\t" }, { "expect", "coil.shield  coil.shutdown  coil.sleep" },
+        { "expect", "> coil.s" }, { "send", "leep(0)\\r" }, { "expect", PROMPT },
+        { "send", "\\x04" }, { "wait", "" },
+      }
+      expect_ok(verdict, transcript)
+      assert.equal(0, code)
+    end)
+
     it("recalls history with the up arrow, kept in COIL_HISTORY", function()
       os.remove(history)
       local verdict, code, _, transcript = session {

@@ -42,6 +42,74 @@ static int initialized;
 static int got_line;     /* the line handler ran since the last feed */
 static char *done_line;  /* what it got: a line, or NULL for end of input */
 static char *prompt_now; /* the prompt being shown (libedit copies it too) */
+static lua_State *feeding;  /* the state feed() runs in, for the completer */
+static int completer = LUA_NOREF; /* registry: the Lua completion function */
+
+/* Characters that end a word for Tab: Lua's operators and brackets; '.'
+ * and ':' stay inside it (coil.sl, t:na). */
+static const char word_breaks[] = " \t\n\"'`@$><=;|&{}()+-*/%^#~,[]";
+
+/* Pushes the completer's list for the word before the cursor (from base),
+ * or returns 0 with nothing pushed. */
+static int candidates(lua_State *L, size_t *base) {
+  const char *line = rl_line_buffer;
+  size_t point = (size_t)rl_point, start = point;
+  if (!L || completer == LUA_NOREF || !line) return 0;
+  while (start > 0 && !strchr(word_breaks, line[start - 1])) start--;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, completer);
+  lua_pushlstring(L, line + start, point - start);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  *base = point - start;
+  return 1;
+}
+
+/* Tab: extends the word before the cursor as far as every candidate agrees;
+ * when that adds nothing and there are several, lists them above the line.
+ * Bound with rl_add_defun, so that no beep and no file names come with it. */
+static int complete_key(int count, int key) {
+  lua_State *L = feeding;
+  size_t wordlen = 0, common = 0, i, n;
+  const char *first;
+  (void)count;
+  (void)key;
+  if (!candidates(L, &wordlen)) return 0;
+  n = (size_t)lua_rawlen(L, -1);
+  if (n > 0) {
+    lua_rawgeti(L, -1, 1);
+    first = lua_tostring(L, -1);
+    common = first ? strlen(first) : 0;
+    for (i = 2; i <= n && first; i++) {
+      const char *m;
+      size_t k = 0;
+      lua_rawgeti(L, -2, (lua_Integer)i);
+      m = lua_tostring(L, -1);
+      while (m && k < common && first[k] == m[k]) k++;
+      common = m ? k : 0;
+      lua_pop(L, 1);
+    }
+    if (first && common > wordlen) {
+      char *more = strndup(first + wordlen, common - wordlen);
+      if (more) rl_insert_text(more);
+      free(more);
+      fputs("\r", stdout); /* the line is drawn again from its start */
+    } else if (n > 1) {
+      fputs("\n", stdout);
+      for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, -2, (lua_Integer)i);
+        fprintf(stdout, "%s%s", lua_tostring(L, -1), i < n ? "  " : "\r\n");
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+    rl_forced_update_display();
+    fflush(stdout);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
 
 static void on_line(char *line) {
   free(done_line);
@@ -57,6 +125,7 @@ static void init(lua_State *L) {
   if (rl_initialize() != 0)
     luaL_error(L, "coil: console: cannot start line editing");
   using_history();
+  rl_add_defun("coil-complete", complete_key, '\t');
   initialized = 1;
 }
 
@@ -80,7 +149,9 @@ static int l_start(lua_State *L) {
  * line is not finished yet. */
 static int l_feed(lua_State *L) {
   if (!initialized) return 0;
+  feeding = L;
   rl_callback_read_char();
+  feeding = NULL;
   if (!got_line) return 0;
   got_line = 0;
   if (!done_line) {
@@ -123,6 +194,15 @@ static int l_show(lua_State *L) {
   fflush(stderr);
   if (initialized) rl_forced_update_display();
   fflush(stdout);
+  return 0;
+}
+
+/* set_completer(fn): fn(word) -> list of completions, for Tab. */
+static int l_set_completer(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_unref(L, LUA_REGISTRYINDEX, completer);
+  lua_settop(L, 1);
+  completer = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
 
@@ -176,6 +256,7 @@ static const luaL_Reg edit_funcs[] = {
     {"hide", l_hide},
     {"show", l_show},
     {"resize", l_resize},
+    {"set_completer", l_set_completer},
     {"history_add", l_history_add},
     {"history_load", l_history_load},
     {"history_save", l_history_save},

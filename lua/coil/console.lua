@@ -14,7 +14,7 @@ local uv = require "luv"
 
 local load, tostring, type, pcall, xpcall, error, next, ipairs, select =
   load, tostring, type, pcall, xpcall, error, next, ipairs, select
-local getmetatable, setmetatable = getmetatable, setmetatable
+local getmetatable, setmetatable, rawget = getmetatable, setmetatable, rawget
 local pack, unpack = table.pack, table.unpack
 local traceback, getuservalue, getregistry =
   debug.traceback, debug.getuservalue, debug.getregistry
@@ -267,6 +267,67 @@ local function history_path()
   return home and home ~= "" and home .. "/.coil_history" or nil
 end
 
+-- Tab completion ------------------------------------------------------------
+
+local keywords = { "and", "break", "do", "else", "elseif", "end", "false",
+  "for", "function", "goto", "if", "in", "local", "nil", "not", "or",
+  "repeat", "return", "then", "true", "until", "while" }
+
+-- Adds the keys of t, and of the tables its metatables' __index lead to,
+-- that start with prefix (functions only when `methods`).
+local function collect(found, t, prefix, methods)
+  for _ = 1, 8 do -- a bounded walk: __index chains can loop
+    if type(t) == "table" then
+      for key, value in next, t do
+        if type(key) == "string" and key:match "^[%a_][%w_]*$"
+           and key:sub(1, #prefix) == prefix
+           and (not methods or type(value) == "function") then
+          found[key] = true
+        end
+      end
+    end
+    local mt = getmetatable(t)
+    t = type(mt) == "table" and rawget(mt, "__index")
+    if type(t) ~= "table" then return end
+  end
+end
+
+-- t[name] by raw lookups along the __index tables: completing never calls
+-- a function (a lazy module loader, a proxy), so Tab has no side effects.
+local function lookup(t, name)
+  for _ = 1, 8 do
+    if type(t) == "table" then
+      local value = rawget(t, name)
+      if value ~= nil then return value end
+    end
+    local mt = getmetatable(t)
+    t = type(mt) == "table" and rawget(mt, "__index")
+    if type(t) ~= "table" then return nil end
+  end
+end
+
+--- Tab: `coil.sl` -> `coil.sleep`, `t:na` -> `t:name`, `pri` -> `print`.
+local function complete(word)
+  local path, sep, prefix = word:match "^(.-)([.:]?)([%w_]*)$"
+  if not path then return {} end
+  local found, target = {}, _G
+  if sep == "" then
+    for _, k in ipairs(keywords) do
+      if k:sub(1, #prefix) == prefix then found[k] = true end
+    end
+  else
+    for name in (path .. "."):gmatch "([^.:]*)[.:]" do
+      target = lookup(target, name)
+      if target == nil then return {} end
+    end
+  end
+  collect(found, target, prefix, sep == ":")
+  local list = {}
+  for key in next, found do list[#list + 1] = path .. sep .. key end
+  table.sort(list)
+  return list
+end
+
 --- The reader for fd 0: line editing on a terminal when built in.
 local function open_reader()
   local kind = uv.guess_handle(0)
@@ -274,6 +335,7 @@ local function open_reader()
      and os.getenv "TERM" ~= "dumb" then
     local reader = edit_reader(helper)
     if reader then
+      helper.set_completer(complete)
       reader.history_file = history_path()
       if reader.history_file then
         reader.edit.history_load(reader.history_file)
