@@ -98,8 +98,10 @@ static int complete_key(int count, int key) {
     } else if (n > 1) {
       fputs("\n", stdout);
       for (i = 1; i <= n; i++) {
+        const char *m;
         lua_rawgeti(L, -2, (lua_Integer)i);
-        fprintf(stdout, "%s%s", lua_tostring(L, -1), i < n ? "  " : "\r\n");
+        m = lua_tostring(L, -1);
+        fprintf(stdout, "%s%s", m ? m : "", i < n ? "  " : "\r\n");
         lua_pop(L, 1);
       }
     }
