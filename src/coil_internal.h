@@ -324,6 +324,9 @@ COIL_INTERNAL void coil__teardown(coil_runtime *rt);
 COIL_INTERNAL void coil__luv_running(coil_runtime *rt, int running);
 COIL_INTERNAL void coil__shutdown_open(lua_State *L, coil_runtime *rt);
 
+/* net_socket.c */
+COIL_INTERNAL void coil__net_open(lua_State *L);
+
 /* embed.c (generated): the lua/ files */
 typedef struct {
   const char *name;

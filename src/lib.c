@@ -52,6 +52,12 @@ static int l_uv_errors(lua_State *L) {
   return 1;
 }
 
+/* coil._grace() -> the seconds cleanup gets on shutdown (--grace) */
+static int l_grace(lua_State *L) {
+  lua_pushnumber(L, coil__rt(L)->grace);
+  return 1;
+}
+
 /* package.preload loader of an embedded file: upvalue 1 = index */
 static int load_embedded(lua_State *L) {
   const coil_embedded *f =
@@ -108,6 +114,7 @@ int coil__open(lua_State *L, coil_runtime *rt) {
   coil__spawn_open(L, rt);
   coil__signal_open(L, rt);
   coil__shutdown_open(L, rt);
+  coil__net_open(L);
   lua_pushboolean(L, rt->owns_state);
   lua_setfield(L, -2, "_host");
   lua_pushboolean(L, !rt->owns_loop && !rt->module);
@@ -116,6 +123,8 @@ int coil__open(lua_State *L, coil_runtime *rt) {
   lua_setfield(L, -2, "_hooks");
   lua_pushcfunction(L, l_uv_errors);
   lua_setfield(L, -2, "_uv_errors");
+  lua_pushcfunction(L, l_grace);
+  lua_setfield(L, -2, "_grace");
   lua_setfield(L, -2, "coil");
   lua_pop(L, 1);
 
