@@ -156,6 +156,10 @@ describe("the console on a terminal", function()
       { "expect", PROMPT }, { "send", "got = io.read()\\r" }, { "sleep", "0.3" },
       { "send", "hello\\r" }, { "expect", PROMPT },
       { "send", "=got\\r" }, { "expect", "\\nhello\\r?\\n> " },
+      -- through the loop, too
+      { "send", "line = coil.io.stdin:read_line()\\r" }, { "sleep", "0.3" },
+      { "send", "typed\\r" }, { "expect", PROMPT },
+      { "send", "=line\\r" }, { "expect", "\\ntyped\\r?\\n> " },
       -- Ctrl+C cuts a read that blocks the loop short, as lua.c does
       { "send", "got = io.read()\\r" }, { "sleep", "0.3" },
       { "send", "\\x03" }, { "expect", PROMPT },
