@@ -402,6 +402,18 @@ describe("the console without a terminal", function()
     assert.truthy(r.stdout:find("bg cleanup\n", 1, true))
   end)
 
+  it("opens from a script with require('coil.console').run(), which returns at the end of input", function()
+    local r = proc.coil({ "-e", "require('coil.console').run() print('after console')" }, {
+      stdin = "=1+1\nrequire('coil.console').run()\nlocal function f() error('deep') end return f()\n",
+    }):wait(20)
+    assert.equal(0, r.code)
+    assert.equal("> =1+1\n2\n> require('coil.console').run()\n"
+      .. "> local function f() error('deep') end return f()\n> \nafter console\n", r.stdout)
+    assert.truthy(r.stderr:find("coil: the console is already running", 1, true))
+    assert.truthy(r.stderr:find("stdin:1: deep\nstack traceback:\n\t[C]: in function 'error'\n"
+      .. "\tstdin:1: in function <stdin:1>\n\t(...tail calls...)\n\t[C]: in ?\n", 1, true))
+  end)
+
   it("still reads a script from a non-terminal stdin without -i", function()
     local r = proc.coil({}, { stdin = "print('as a script')\n" }):wait(20)
     assert.equal(0, r.code)

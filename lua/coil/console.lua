@@ -394,8 +394,8 @@ end
 
 --- lua.c's message handler: an error object with __tostring is shown as
 -- that, with no traceback; anything else gets one, cut where the console's
--- own frames begin (lua.c's ends in the C caller, "[C]: in ?"). Cancelled
--- passes through untouched.
+-- own frames begin and ended as lua.c's ends, in its C caller ("[C]: in
+-- ?"). Cancelled passes through untouched.
 local function msgh(err)
   if core.is_cancelled(err) then return err end
   local msg = err
@@ -408,11 +408,14 @@ local function msgh(err)
     msg = ("(error object is a %s value)"):format(type(err))
   end
   local tb = traceback(msg, 2)
-  local cut = tb:find("\n[^\n]*in main chunk", 1)
-  if cut then
-    local eol = tb:find("\n", cut + 1) or #tb + 1
-    tb = tb:sub(1, eol - 1) .. "\n\t[C]: in ?"
+  -- the last xpcall frame is the console's own (statement_body)
+  local cut, at = nil, 1
+  while true do
+    local found = tb:find("\n\t[C]: in function 'xpcall'", at, true)
+    if not found then break end
+    cut, at = found, found + 1
   end
+  if cut then tb = tb:sub(1, cut - 1) .. "\n\t[C]: in ?" end
   return tb
 end
 
