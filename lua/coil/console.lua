@@ -77,12 +77,13 @@ local function plain_reader(kind)
   self.echo = kind ~= "tty"
   if kind == "tty" then
     self.stream = uv.new_tty(0, true)
-  elseif kind == "pipe" then
-    self.stream = uv.new_pipe(false)
-    self.stream:open(0)
-  elseif kind == "tcp" then
-    self.stream = uv.new_tcp()
-    self.stream:open(0)
+  elseif kind == "pipe" or kind == "tcp" then
+    local stream = kind == "pipe" and uv.new_pipe(false) or uv.new_tcp()
+    if stream and stream:open(0) then
+      self.stream = stream
+    elseif stream then
+      stream:close()
+    end
   end
   if self.stream then
     core._untrack(self.stream)
