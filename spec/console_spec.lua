@@ -34,9 +34,10 @@ local function session(steps, args, env)
   })
   local r = p:wait(90)
   assert.is_false(r.timed_out, "the pty driver did not end")
-  local verdict, code, signal, transcript =
-    r.stdout:match "^(.-)\nSTATUS (%-?%d+) (%d+)\nTRANSCRIPT\n(.*)$"
+  local verdict, code, signal, pid, transcript =
+    r.stdout:match "^(.-)\nSTATUS (%-?%d+) (%d+)\nPID (%d+)\nTRANSCRIPT\n(.*)$"
   assert(verdict, "no driver report: " .. r.stdout .. r.stderr)
+  assert.is_false(proc.alive(pid), "coil is still running")
   transcript = transcript:gsub("\r", "")
   return verdict, tonumber(code), tonumber(signal), transcript
 end
@@ -331,7 +332,7 @@ describe("the console under valgrind", function()
     })
     local r = p:wait(120)
     assert.is_false(r.timed_out)
-    assert.matches("^OK\nSTATUS 0 0\n", r.stdout)
+    assert.matches("^OK\nSTATUS 0 0\nPID %d+\n", r.stdout)
     assert_clean(log)
   end)
 

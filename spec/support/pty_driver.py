@@ -11,8 +11,8 @@ Each line of the steps is one of:
   sleep SECONDS
   signal NAME     send the signal (SIGTERM, ...) to the command
   wait            wait (30 s at most) for the command to end
-Prints "OK" or "FAIL <step>", then "STATUS <code> <signal>", then
-"TRANSCRIPT" and everything the command wrote to the terminal. A command
+Prints "OK" or "FAIL <step>", then "STATUS <code> <signal>", "PID <pid>",
+then "TRANSCRIPT" and everything the command wrote to the terminal. A command
 still running at the end is killed (and reported as such).
 """
 import codecs
@@ -102,7 +102,7 @@ def main():
     sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
     out = sys.stdout.buffer
     out.write(b"OK\n" if not failed else b"FAIL " + failed.encode() + b"\n")
-    out.write(b"STATUS %d %d\nTRANSCRIPT\n" % (code, sig))
+    out.write(b"STATUS %d %d\nPID %d\nTRANSCRIPT\n" % (code, sig, pid))
     out.write(bytes(transcript))
     out.flush()
 
