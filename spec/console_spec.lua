@@ -11,8 +11,9 @@ os.remove(tmp)
 assert(os.execute("mkdir -p " .. tmp))
 local history = tmp .. "/history"
 
-local function terminal_env()
-  local env = { "TERM=xterm", "HOME=" .. tmp, "COIL_HISTORY=" .. history,
+local function terminal_env(history_file)
+  local env = { "TERM=xterm", "HOME=" .. tmp,
+                "COIL_HISTORY=" .. (history_file or history),
                 "PATH=" .. os.getenv "PATH" }
   for _, name in ipairs { "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS" } do
     local value = os.getenv(name)
@@ -280,6 +281,17 @@ describe("the console on a terminal", function()
         { "expect", "> coil.s" }, { "send", "leep(0)\\r" }, { "expect", PROMPT },
         { "send", "\\x04" }, { "wait", "" },
       }
+      expect_ok(verdict, transcript)
+      assert.equal(0, code)
+    end)
+
+    it("says so when it cannot save the history", function()
+      local verdict, code, _, transcript = session({
+        { "expect", PROMPT }, { "send", "x = 1\\r" }, { "expect", PROMPT },
+        { "send", "\\x04" },
+        { "expect", "coil: console: cannot save the history in " .. tmp .. "/no/such/dir" },
+        { "wait", "" },
+      }, nil, terminal_env(tmp .. "/no/such/dir/history"))
       expect_ok(verdict, transcript)
       assert.equal(0, code)
     end)

@@ -239,7 +239,7 @@ static int l_history_load(lua_State *L) {
 static int l_history_save(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int max = (int)luaL_optinteger(L, 2, 1000), r;
-  if (!initialized) return 0;
+  init(L);
   stifle_history(max);
   r = write_history(path);
   if (r != 0) {

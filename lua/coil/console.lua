@@ -551,7 +551,11 @@ function M.run()
     reader:close()
     restore()
     if reader.history_file then
-      reader.edit.history_save(reader.history_file)
+      local saved, err = reader.edit.history_save(reader.history_file)
+      if not saved then
+        core._report(("console: cannot save the history in %s: %s")
+          :format(reader.history_file, tostring(err)))
+      end
     end
   end
   local _ <close> = setmetatable({}, { __close = finish })
