@@ -118,6 +118,17 @@ describe("the console on a terminal", function()
     assert.is_true(count(transcript, "tick\n") >= 3)
   end)
 
+  it("ends a background write that does not end its line before drawing the prompt", function()
+    local verdict, code, _, transcript = session {
+      { "expect", PROMPT },
+      { "send", "coil.spawn(function() for i = 1, 3 do io.write('part', i) coil.sleep(0.2) end end)\\r" },
+      { "expect", "part2\\r*\\n> " }, { "expect", "part3\\r*\\n> " },
+      { "send", "\\x04" }, { "wait", "" },
+    }
+    expect_ok(verdict, transcript)
+    assert.equal(0, code)
+  end)
+
   it("cancels the statement on Ctrl+C during coil.sleep(10); the ticker goes on", function()
     local started = coil.now()
     local verdict, code, _, transcript = session {

@@ -173,10 +173,13 @@ end
 function PlainReader:above(fn, ...)
   -- the typed part of the line stays with the terminal; the prompt is drawn
   -- again below the output
+  local unfinished = self.unfinished
+  self.unfinished = false
   out "\r\027[K"
   local r = pack(pcall(fn, ...))
   stdout:flush()
   stderr:flush()
+  if unfinished then out "\n" end
   out(self.prompt)
   if not r[1] then error(r[2], 0) end
   return unpack(r, 2, r.n)
@@ -240,8 +243,13 @@ function EditReader:read(prompt)
 end
 
 function EditReader:above(fn, ...)
+  local unfinished = self.unfinished
+  self.unfinished = false
   self.edit.hide()
   local r = pack(pcall(fn, ...))
+  stdout:flush()
+  stderr:flush()
+  if unfinished then out "\r\n" end
   self.edit.show()
   if not r[1] then error(r[2], 0) end
   return unpack(r, 2, r.n)
@@ -473,20 +481,27 @@ end
 -- go above it (the line being typed is drawn again below). Returns a
 -- function that puts the originals back.
 local function route_output(reader)
+  -- Writes that do not end a line still get the prompt on a line of its
+  -- own (the next write above it would wipe that unfinished line).
   local function above(fn, ...)
-    if reader.showing then return reader:above(fn, ...) end
-    return fn(...)
+    local last = select(-1, ...)
+    reader.unfinished = not (type(last) == "string" and last:sub(-1) == "\n")
+    return reader:above(fn, ...)
   end
-  _G.print = function(...) return above(raw.print, ...) end
+  _G.print = function(...)
+    if reader.showing then return reader:above(raw.print, ...) end
+    return raw.print(...)
+  end
   io.write = function(...)
-    if reader.showing and io.output() == stdout then
-      return reader:above(raw.write, ...)
+    if reader.showing and io.output() == stdout and select("#", ...) > 0 then
+      return above(raw.write, ...)
     end
     return raw.write(...)
   end
   file_methods.write = function(f, ...)
-    if reader.showing and (f == stdout or f == stderr) then
-      return reader:above(raw.fwrite, f, ...)
+    if reader.showing and (f == stdout or f == stderr)
+       and select("#", ...) > 0 then
+      return above(raw.fwrite, f, ...)
     end
     return raw.fwrite(f, ...)
   end
