@@ -226,7 +226,7 @@ int coil_run(coil_runtime *rt) {
   }
   new_run_if_over(rt);
   coil__drive(rt, 1);
-  coil__report_unseen_all(rt);
+  coil__final_report(rt);
   /* after giving up on a stuck request the loop cannot close: the process
    * is about to exit, and that request with it */
   if (rt->run.abandoned) rt->owns_loop = 2;
@@ -238,6 +238,13 @@ int coil_run(coil_runtime *rt) {
 int coil_shutdown(coil_runtime *rt, int status) {
   int expected = 0;
   if (!rt) return COIL_EINVAL;
+  if (atomic_load(&rt->teardown)) {
+    /* the run is over and Lua code at teardown does not end: stop it */
+    if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1))
+      atomic_store(&rt->as.shutdown_request_status, status);
+    atomic_store(&rt->teardown_stop, 1);
+    return 0;
+  }
   /* the first request's status wins, whichever thread gets there first */
   if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1)) {
     atomic_store(&rt->as.shutdown_request_status, status);
@@ -255,7 +262,6 @@ void coil_free(coil_runtime *rt) {
     rt->free_pending = 1; /* done once on_closed returns */
     return;
   }
-  coil__signals_uninstall(rt);
   coil__shutdown_now(rt);
   if (rt->run.phase != PHASE_CLOSED) {
     if (rt->owns_loop != 1) {
