@@ -531,12 +531,13 @@ function M.run()
   -- as `python -m asyncio` has asyncio: coil is at hand at the prompt
   if _G.coil == nil then _G.coil = core end
   local running -- the statement's task while one runs
-  local owed = 0 -- Ctrl+C already served by interrupting a busy task
+  -- Ctrl+C already served by the busy-task hook, which is on only while a
+  -- statement runs (never in the console's own code)
+  local owed = 0
 
   local restore = route_output(reader)
-  core._interrupt_busy(true)
   local sigint = core.on_signal("SIGINT", function()
-    owed = owed + core._interrupt_busy(true)
+    owed = owed + core._interrupt_busy(running ~= nil)
     if owed > 0 then
       owed = owed - 1
     elseif running then
@@ -581,7 +582,9 @@ function M.run()
     if what == "chunk" then
       running = core.spawn(statement_body, chunk)
       running:name "console statement"
+      core._interrupt_busy(true)
       local ok, r = pcall(running.await, running)
+      owed = owed + core._interrupt_busy(false)
       running = nil
       if not ok then
         if not core.is_cancelled(r) or core._phase() ~= "run" then
