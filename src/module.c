@@ -110,7 +110,8 @@ static int module_gc(lua_State *L) {
   *box = NULL;
   rt->L = NULL;
   rt->lua_closed = 1;
-  rt->run.closing_count = coil__close_module_handles(rt, on_module_handle_closed);
+  rt->run.closing_count =
+      coil__close_module_handles(rt, on_module_handle_closed);
   if (rt->run.closing_count == 0) {
     coil__heap_free(rt);
     free(rt);

@@ -130,10 +130,6 @@ static void begin_drain(coil_runtime *rt) {
   coil_task *driver;
   uv_update_time(rt->loop);
   run->shutdown_started = uv_now(rt->loop);
-  if (run->request_signo && !rt->quiet)
-    coil__messagef(rt, "%s received, cancelling %zu task(s) (%s again to force)",
-                   reason, run->request_live,
-                   run->request_signo == SIGINT ? "Ctrl+C" : reason);
   luaL_checkstack(L, 4, NULL);
   ensure_cancel_object(rt, reason);
   if (rt->grace >= 0) {
@@ -571,8 +567,9 @@ static int status_arg(lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx)) return 0;
   status = coil__status_of(L, idx);
   if (status < 0) {
-    lua_pushfstring(L, "coil: exit status must be an integer or a boolean, "
-                       "got %s",
+    lua_pushfstring(L,
+                    "coil: exit status must be an integer or a boolean, "
+                    "got %s",
                     luaL_typename(L, idx));
     lua_error(L);
   }
@@ -625,12 +622,10 @@ static int l_phase(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg shutdown_funcs[] = {{"shutdown", l_shutdown},
-                                          {"_exit", l_exit},
-                                          {"_cancel_all", l_cancel_all},
-                                          {"_report", l_report},
-                                          {"_phase", l_phase},
-                                          {NULL, NULL}};
+static const luaL_Reg shutdown_funcs[] = {
+    {"shutdown", l_shutdown},      {"_exit", l_exit},
+    {"_cancel_all", l_cancel_all}, {"_report", l_report},
+    {"_phase", l_phase},           {NULL, NULL}};
 
 void coil__shutdown_open(lua_State *L, coil_runtime *rt) {
   lua_pushlightuserdata(L, rt);

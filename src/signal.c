@@ -28,15 +28,24 @@ static int installed[3], pipe_ignored, usr1_kept;
 static const struct {
   const char *name;
   int signo;
-} signal_names[] = {{"SIGINT", SIGINT},     {"SIGTERM", SIGTERM},
-                    {"SIGHUP", SIGHUP},     {"SIGUSR1", SIGUSR1},
-                    {"SIGUSR2", SIGUSR2},   {"SIGWINCH", SIGWINCH},
-                    {"SIGQUIT", SIGQUIT},   {"SIGPIPE", SIGPIPE},
-                    {"SIGALRM", SIGALRM},   {"SIGCHLD", SIGCHLD},
-                    {"SIGCONT", SIGCONT},   {"SIGTSTP", SIGTSTP},
-                    {"SIGTTIN", SIGTTIN},   {"SIGTTOU", SIGTTOU},
-                    {"SIGXCPU", SIGXCPU},   {"SIGXFSZ", SIGXFSZ},
-                    {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF},
+} signal_names[] = {{"SIGINT", SIGINT},
+                    {"SIGTERM", SIGTERM},
+                    {"SIGHUP", SIGHUP},
+                    {"SIGUSR1", SIGUSR1},
+                    {"SIGUSR2", SIGUSR2},
+                    {"SIGWINCH", SIGWINCH},
+                    {"SIGQUIT", SIGQUIT},
+                    {"SIGPIPE", SIGPIPE},
+                    {"SIGALRM", SIGALRM},
+                    {"SIGCHLD", SIGCHLD},
+                    {"SIGCONT", SIGCONT},
+                    {"SIGTSTP", SIGTSTP},
+                    {"SIGTTIN", SIGTTIN},
+                    {"SIGTTOU", SIGTTOU},
+                    {"SIGXCPU", SIGXCPU},
+                    {"SIGXFSZ", SIGXFSZ},
+                    {"SIGVTALRM", SIGVTALRM},
+                    {"SIGPROF", SIGPROF},
                     {NULL, 0}};
 
 int coil__signal_number(const char *name) {
@@ -297,6 +306,20 @@ void coil__signals_uninstall(coil_runtime *rt) {
   }
 }
 
+/* coil_shutdown's work, from any thread or a signal handler: records the
+ * request in atomics (the first status wins, whichever thread gets there
+ * first), reaches Lua code that never yields (the busy hook, after 50 ms)
+ * and wakes the loop. */
+void coil__request_async(coil_runtime *rt, int status) {
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1)) {
+    atomic_store(&rt->as.shutdown_request_status, status);
+    atomic_store(&rt->as.shutdown_requested, 1);
+    coil__interrupt_running(rt);
+  }
+  if (atomic_load(&rt->as.wake_ok)) uv_async_send(&rt->async);
+}
+
 /* Whether an on_signal-handled signal waits to be dispatched. */
 int coil__signals_pending(coil_runtime *rt) {
   int signo;
@@ -311,8 +334,8 @@ void coil__interrupt_running(coil_runtime *rt) {
   lua_State *running = atomic_load(&rt->as.running_L);
   if (running) {
     atomic_store(&rt->as.hook_armed, 1);
-    lua_sethook(running, busy_hook,
-                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    lua_sethook(running, busy_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT,
+                1);
   }
 }
 

@@ -103,8 +103,9 @@ static int entry_k(lua_State *L, int status, lua_KContext ctx) {
   int ok = status == LUA_OK || status == LUA_YIELD;
   if (ctx == CTX_BODY) {
     if (ok) t->outcome = OUTCOME_OK;
-    else t->outcome = coil__is_cancelled(L, -1) ? OUTCOME_CANCELLED
-                                                : OUTCOME_FAILED;
+    else
+      t->outcome =
+          coil__is_cancelled(L, -1) ? OUTCOME_CANCELLED : OUTCOME_FAILED;
     /* the defers get the reporting handler: their errors are only told */
     lua_pushcfunction(L, coil__msgh);
     lua_replace(L, 1);
@@ -184,8 +185,7 @@ static int l_spawn(lua_State *L) {
   if (lua_type(L, 1) != LUA_TFUNCTION) {
     if (luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
       luaL_checktype(L, 1, LUA_TFUNCTION);
-    else
-      lua_pop(L, 1);
+    else lua_pop(L, 1);
   }
   if (rt->run.phase >= PHASE_CLOSING)
     return luaL_error(L, "coil: the runtime is closing; no task can start");
@@ -308,8 +308,8 @@ static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
   coil_task *w;
 
   if (st != LUA_OK) { /* the entry itself failed: out of memory, say */
-    t->outcome = coil__is_cancelled(co, -1) ? OUTCOME_CANCELLED
-                                           : OUTCOME_FAILED;
+    t->outcome =
+        coil__is_cancelled(co, -1) ? OUTCOME_CANCELLED : OUTCOME_FAILED;
     nres = 1;
   }
   coil__push_task(L, t);
@@ -518,8 +518,8 @@ void coil__force(coil_runtime *rt, coil_task *t) {
   if (t->state == TASK_DONE) return;
   coil__task_unlink_waits(rt, t);
   t->flags |= TF_FORCED;
-  t->flags &= ~(TF_THROW | TF_CANCEL_PENDING | TF_CANCEL_DEFERRED |
-                TF_CANCEL_SOFT);
+  t->flags &=
+      ~(TF_THROW | TF_CANCEL_PENDING | TF_CANCEL_DEFERRED | TF_CANCEL_SOFT);
   rt->current = t;
   coil__closethread(co, L);
   lua_settop(co, 0);
@@ -571,7 +571,6 @@ static int l_defer(lua_State *L) {
   return 0;
 }
 
-
 /* ---- opening ------------------------------------------------------------- */
 
 static const luaL_Reg spawn_methods[] = {{"await", task_await},
@@ -580,10 +579,8 @@ static const luaL_Reg spawn_methods[] = {{"await", task_await},
                                          {"on_done", task_on_done},
                                          {NULL, NULL}};
 
-static const luaL_Reg spawn_funcs[] = {{"spawn", l_spawn},
-                                       {"shield", l_shield},
-                                       {"defer", l_defer},
-                                       {NULL, NULL}};
+static const luaL_Reg spawn_funcs[] = {
+    {"spawn", l_spawn}, {"shield", l_shield}, {"defer", l_defer}, {NULL, NULL}};
 
 /* Adds spawn, await and the rest to the coil table on top of L's stack, and
  * makes the shared coroutine entry. */

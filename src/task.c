@@ -18,8 +18,7 @@ const char coil__task_mt_key = 't';
 
 static const char *const state_names[] = {"ready", "running", "suspended",
                                           "done"};
-const char *const coil__wait_names[] = {"", "sleep", "await", "shield",
-                                        "wait"};
+const char *const coil__wait_names[] = {"", "sleep", "await", "shield", "wait"};
 
 /* Pushes the task's userdata. */
 void coil__push_task(lua_State *L, coil_task *t) {
@@ -41,6 +40,7 @@ coil_task *coil__test_task(lua_State *L, int idx) {
   return NULL;
 }
 
+/* The task at idx, or raises. */
 coil_task *coil__check_task(lua_State *L, int idx) {
   coil_task *t = coil__test_task(L, idx);
   if (t) return t;
@@ -236,11 +236,12 @@ static int l_tasks(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg task_methods[] = {{"done", task_done},
-                                        {"cancelled", task_cancelled},
-                                        {"name", task_name},
-                                        {"_remove_on_done", task_remove_on_done},
-                                        {NULL, NULL}};
+static const luaL_Reg task_methods[] = {
+    {"done", task_done},
+    {"cancelled", task_cancelled},
+    {"name", task_name},
+    {"_remove_on_done", task_remove_on_done},
+    {NULL, NULL}};
 
 static const luaL_Reg task_funcs[] = {{"current", l_current},
                                       {"tasks", l_tasks},

@@ -45,14 +45,13 @@ static coil_runtime *new_runtime(uv_loop_t *loop, size_t limit,
 
 /* ---- a __gc that allocates without end ----------------------------------- */
 
-static const char hog_gc[] =
-    "HOG = setmetatable({}, {__gc = function()\n"
-    "  local t = {}\n"
-    "  for i = 1, 2e6 do\n"
-    "    t[i] = {i}\n"
-    "    if i % 1000 == 0 then progress(i) end\n"
-    "  end\n"
-    "end})\n";
+static const char hog_gc[] = "HOG = setmetatable({}, {__gc = function()\n"
+                             "  local t = {}\n"
+                             "  for i = 1, 2e6 do\n"
+                             "    t[i] = {i}\n"
+                             "    if i % 1000 == 0 then progress(i) end\n"
+                             "  end\n"
+                             "end})\n";
 
 /* own loop: coil_free closes the state; the finaliser hits the 4 MB limit
  * (a table of one integer costs ~90 bytes: 2e6 of them would be ~180 MB) */
@@ -159,15 +158,16 @@ static void test_endless_report_handler(void) {
 /* An on_error handler that allocates without end, in the last report, on a
  * runtime limited to 4 MB. */
 static void test_report_handler_hog(void) {
-  coil_runtime *rt = new_runtime(NULL, 4u << 20,
-                                 "local coil = require 'coil'\n"
-                                 "coil.on_error(function()\n"
-                                 "  local t = {}\n"
-                                 "  for i = 1, 2e6 do t[i] = {i}\n"
-                                 "    if i % 1000 == 0 then progress(i) end end\n"
-                                 "end)\n"
-                                 "local t = coil.spawn(function() error('lost') end)\n"
-                                 "t = nil\n");
+  coil_runtime *rt =
+      new_runtime(NULL, 4u << 20,
+                  "local coil = require 'coil'\n"
+                  "coil.on_error(function()\n"
+                  "  local t = {}\n"
+                  "  for i = 1, 2e6 do t[i] = {i}\n"
+                  "    if i % 1000 == 0 then progress(i) end end\n"
+                  "end)\n"
+                  "local t = coil.spawn(function() error('lost') end)\n"
+                  "t = nil\n");
   coil_run(rt);
   coil_free(rt);
   CHECK(progress_max > 0);
