@@ -39,10 +39,10 @@ static int l_stdin_blocking(lua_State *L) {
 #include <editline/readline.h>
 
 static int initialized;
-static int got_line;     /* the line handler ran since the last feed */
-static char *done_line;  /* what it got: a line, or NULL for end of input */
-static char *prompt_now; /* the prompt being shown (libedit copies it too) */
-static lua_State *feeding;  /* the state feed() runs in, for the completer */
+static int got_line;       /* the line handler ran since the last feed */
+static char *done_line;    /* what it got: a line, or NULL for end of input */
+static char *prompt_now;   /* the prompt being shown (libedit copies it too) */
+static lua_State *feeding; /* the state feed() runs in, for the completer */
 static int completer = LUA_NOREF; /* registry: the Lua completion function */
 
 /* Characters that end a word for Tab: Lua's operators and brackets; '.'
@@ -182,7 +182,8 @@ static int l_hide(lua_State *L) {
   if (initialized && prompt_now) {
     /* a line longer than the screen is wider takes several rows */
     rl_get_screen_size(&rows, &cols);
-    if (cols > 0) up = (int)((strlen(prompt_now) + (size_t)rl_point) / (size_t)cols);
+    if (cols > 0)
+      up = (int)((strlen(prompt_now) + (size_t)rl_point) / (size_t)cols);
   }
   if (up > 0) printf("\033[%dA", up);
   fputs("\r\033[J", stdout);
@@ -251,19 +252,18 @@ static int l_history_save(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg edit_funcs[] = {
-    {"start", l_start},
-    {"feed", l_feed},
-    {"stop", l_stop},
-    {"hide", l_hide},
-    {"show", l_show},
-    {"resize", l_resize},
-    {"set_completer", l_set_completer},
-    {"history_add", l_history_add},
-    {"history_load", l_history_load},
-    {"history_save", l_history_save},
-    {"stdin_blocking", l_stdin_blocking},
-    {NULL, NULL}};
+static const luaL_Reg edit_funcs[] = {{"start", l_start},
+                                      {"feed", l_feed},
+                                      {"stop", l_stop},
+                                      {"hide", l_hide},
+                                      {"show", l_show},
+                                      {"resize", l_resize},
+                                      {"set_completer", l_set_completer},
+                                      {"history_add", l_history_add},
+                                      {"history_load", l_history_load},
+                                      {"history_save", l_history_save},
+                                      {"stdin_blocking", l_stdin_blocking},
+                                      {NULL, NULL}};
 #define LINE_EDITING 1
 
 #else
