@@ -297,6 +297,10 @@ COIL_INTERNAL void coil__coroutine_open(lua_State *L, coil_runtime *rt);
 /* Whether L, a coroutine inside the running task, was resumed by coil's
  * resume from a place an await can pass through (the await check). */
 COIL_INTERNAL int coil__inner_awaits(lua_State *L);
+/* Pushes the traceback of the suspended task t (with t->co set) prefixed by
+ * msg: from the coroutine it waits in, when it waits inside one, outward. */
+COIL_INTERNAL void coil__task_traceback(lua_State *L, coil_task *t,
+                                        const char *msg);
 
 /* scheduler.c: the ready queue and the one await-point API */
 COIL_INTERNAL void coil__make_ready(coil_runtime *rt, coil_task *t);

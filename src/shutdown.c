@@ -211,7 +211,7 @@ static void force_all(coil_runtime *rt, const char *why) {
                         "task '%s' ignored cancellation for %s s; closed by "
                         "force at:",
                         lua_tostring(L, -1), secsbuf);
-        if (t->co) luaL_traceback(L, t->co, lua_tostring(L, -1), 0);
+        if (t->co) coil__task_traceback(L, t, lua_tostring(L, -1));
         else lua_pushvalue(L, -1);
         coil__message(rt, lua_tostring(L, -1));
         lua_pop(L, 3);
@@ -468,7 +468,7 @@ static void deadlock(coil_runtime *rt) {
                     coil__wait_names[t->wait]);
     lua_remove(L, -2);
     if (t->co) {
-      luaL_traceback(L, t->co, NULL, 0);
+      coil__task_traceback(L, t, NULL); /* src/coroutine.c */
       lua_pushliteral(L, "\n  ");
       luaL_gsub(L, lua_tostring(L, -2), "\n", "\n  ");
       lua_remove(L, -3);
