@@ -12,6 +12,7 @@
 #include <lua.h>
 
 #include "coil.h"
+#include "console_edit.h"
 
 static const char usage_line[] = "usage: coil [options] [script [args...]]";
 
@@ -19,6 +20,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "%s\n"
           "  -e chunk      run chunk (in the main task, before the script)\n"
+          "  -i            enter the interactive console after the script\n"
           "  -l name       require name, bind it to global name\n"
           "  -l g=name     require name, bind it to global g\n"
           "  -v            print version (coil, Lua, libuv, luv) and exit\n"
@@ -42,7 +44,7 @@ static int bad_usage(const char *fmt, const char *what) {
   return 1;
 }
 
-enum { HAS_E = 1, HAS_V = 2, HAS_LOWER_E = 4, HAS_HELP = 8 };
+enum { HAS_E = 1, HAS_V = 2, HAS_LOWER_E = 4, HAS_HELP = 8, HAS_I = 16 };
 
 /* What the command line asks for, found as lua.c's collectargs finds it. */
 typedef struct {
@@ -97,9 +99,11 @@ static int collect_args(int argc, char **argv, coil_config *cfg,
       break;
     case 'E':
     case 'W':
+    case 'i':
     case 'v':
       if (a[2] != '\0') return bad_usage("unrecognized option '%s'", a);
       if (a[1] == 'E') out->flags |= HAS_E;
+      else if (a[1] == 'i') out->flags |= HAS_I; /* implies -v, as in lua.c */
       else if (a[1] == 'v') out->flags |= HAS_V;
       else out->nactions++;
       break;
@@ -199,7 +203,7 @@ int main(int argc, char **argv) {
   coil_runtime *rt;
   lua_State *L;
   cli_args args;
-  int script, i, r, status, signo, show_version, has_e;
+  int script, i, r, status, signo, show_version, has_e, interactive;
 
   coil_config_init(&cfg);
   cfg.signals = 1;
@@ -212,17 +216,19 @@ int main(int argc, char **argv) {
   script = args.script < argc ? args.script : 0;
   show_version = (args.flags & HAS_V) != 0;
   has_e = (args.flags & HAS_LOWER_E) != 0;
+  interactive = (args.flags & HAS_I) != 0;
 
-  if (show_version) {
-    puts(coil_version_string());
-    if (!script && !args.nactions) return 0;
+  if (interactive && args.workers) {
+    fprintf(stderr, "coil: --workers cannot be combined with -i\n");
+    return 1;
   }
-  if (!script && !has_e && !show_version) {
-    if (isatty(STDIN_FILENO)) {
-      fputs("coil: ", stderr); /* a message, like every other one */
-      usage(stderr);
-      return 1;
-    }
+  /* no script on a terminal: the console (docs/console.md) */
+  if (!script && !has_e && !show_version && !args.workers &&
+      isatty(STDIN_FILENO))
+    interactive = 1;
+  if (show_version || interactive) {
+    puts(coil_version_string());
+    if (!script && !args.nactions && !interactive) return 0;
   }
 
   /* stdout is line-buffered, so that "ready" lines reach a pipe at once */
@@ -234,9 +240,18 @@ int main(int argc, char **argv) {
     return 1;
   }
   L = coil_lua(rt);
+  console_edit_preload(L);
   lua_setwarnf(L, warn_cli, NULL);
 
-  /* the main task: coil.cli(argv, script, actions, ignore_env) */
+  /* the main task: coil.cli(argv, script, actions, ignore_env), or with -i
+   * coil.console.main(coil.cli, argv, script, actions, ignore_env) */
+  if (interactive) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "coil.console");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "main");
+    lua_remove(L, -2);
+  }
   lua_getglobal(L, "require");
   lua_pushstring(L, args.workers ? "coil.supervisor" : "coil.cli");
   lua_call(L, 1, 1);
@@ -247,13 +262,13 @@ int main(int argc, char **argv) {
   }
   if (script) lua_pushinteger(L, script);
   /* no script and stdin is not a terminal: stdin, as lua.c's dofile(NULL) */
-  else if (!has_e && !show_version) lua_pushinteger(L, 0);
+  else if (!has_e && !show_version && !interactive) lua_pushinteger(L, 0);
   else lua_pushnil(L);
   push_actions(L, argc, argv, &args);
   lua_pushboolean(L, args.flags & HAS_E);
   if (args.flags & HAS_E) ignore_env(L);
   if (args.workers) lua_pushinteger(L, args.workers);
-  r = coil_spawn_main(rt, args.workers ? 5 : 4);
+  r = coil_spawn_main(rt, 4 + (args.workers != 0) + interactive);
   if (r < 0) {
     fprintf(stderr, "coil: cannot start: %s\n", coil_strerror(r));
     coil_free(rt);

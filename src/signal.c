@@ -71,6 +71,10 @@ const char *coil__signal_name(int signo) {
 
 #define BUSY_NS (50ull * 1000 * 1000)
 
+/* The console (coil._interrupt_busy): a SIGINT it took over with on_signal
+ * still interrupts a task that does not yield, and counts that it did so. */
+static atomic_int interrupt_busy, interrupts_taken;
+
 /* Whether the hook fired as a C function returned from a system call that
  * the interrupt cut short (read(2) on a terminal, say): lua.c's SIGINT
  * reaches such a call at once, and so does coil's. */
@@ -100,6 +104,14 @@ static void busy_hook(lua_State *L, lua_Debug *ar) {
   if (rt->run.hook_t0 != 0 && now - rt->run.hook_t0 < BUSY_NS) return;
   coil__clear_hook(rt, L);
   signo = atomic_load(&rt->as.first);
+  if (!signo && !atomic_load(&rt->as.shutdown_requested) &&
+      atomic_load(&interrupt_busy)) {
+    /* the console's Ctrl+C: only the busy task gets Cancelled */
+    atomic_fetch_add(&interrupts_taken, 1);
+    if (rt->current) rt->current->cancels++;
+    coil__new_cancelled(L, "SIGINT");
+    lua_error(L);
+  }
   /* the loop could not act on the request: record it from here, so that it
    * (not this task's end) decides the exit status; the shutdown step acts
    * on it once this task is off the stack */
@@ -162,6 +174,8 @@ static void on_interrupt(int signo) {
   if (!rt) goto out;
   if (atomic_load(&rt->as.override[signo])) {
     atomic_fetch_add(&rt->as.pending[signo], 1);
+    if (signo == SIGINT && atomic_load(&interrupt_busy))
+      coil__interrupt_running(rt);
   } else {
     int expected = 0, n;
     atomic_compare_exchange_strong(&rt->as.first, &expected, signo);
@@ -374,8 +388,20 @@ static int l_signum(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg signal_funcs[] = {
-    {"_override", l_override}, {"_signum", l_signum}, {NULL, NULL}};
+/* coil._interrupt_busy(on) -> taken: while on, a SIGINT taken over by
+ * on_signal also raises Cancelled in a task that runs for 50 ms without
+ * yielding (or in a C call it cut short); returns (and resets) how many
+ * times that happened. */
+static int l_interrupt_busy(lua_State *L) {
+  atomic_store(&interrupt_busy, lua_toboolean(L, 1));
+  lua_pushinteger(L, atomic_exchange(&interrupts_taken, 0));
+  return 1;
+}
+
+static const luaL_Reg signal_funcs[] = {{"_override", l_override},
+                                        {"_signum", l_signum},
+                                        {"_interrupt_busy", l_interrupt_busy},
+                                        {NULL, NULL}};
 
 void coil__signal_open(lua_State *L, coil_runtime *rt) {
   lua_pushlightuserdata(L, rt);
