@@ -10,6 +10,7 @@ local spawn, is_cancelled = core.spawn, core.is_cancelled
 local setmetatable, pcall, ipairs, pairs, tostring = setmetatable, pcall, ipairs, pairs, tostring
 local format, concat = string.format, table.concat
 
+local check_self = sync.check_self
 local stopping = sync.event()
 local shutdown_hooks = {}
 local intake_stoppers = {}
@@ -29,6 +30,7 @@ Hook.__index = Hook
 
 --- Removes the hook; a no-op once it ran or was removed.
 function Hook:remove()
+  check_self(self, Hook, "shutdown_hook:remove")
   for i = #shutdown_hooks, 1, -1 do
     if shutdown_hooks[i] == self then table.remove(shutdown_hooks, i) end
   end
@@ -78,6 +80,7 @@ SignalHandle.__index = SignalHandle
 --- Stops the handler; for SIGINT/SIGTERM/SIGHUP the default shutdown comes
 -- back once no handler is left.
 function SignalHandle:close()
+  check_self(self, SignalHandle, "signal_handle:close")
   local list = handlers[self.name]
   if not list then return end
   for i = #list, 1, -1 do
