@@ -73,6 +73,7 @@ end
 -- Signals --------------------------------------------------------------
 
 local handlers = {} -- name -> list of handles
+local watchers = {} -- name -> the luv signal handle watching it, if any
 
 local SignalHandle = { __name = "coil.signal_handle" }
 SignalHandle.__index = SignalHandle
@@ -89,9 +90,10 @@ function SignalHandle:close()
   if #list == 0 then
     handlers[self.name] = nil
     core._override(self.name, false)
-    if self.uv_handle and not self.uv_handle:is_closing() then
-      self.uv_handle:close()
-    end
+    -- the watcher belongs to the name, not to the handle that opened it
+    local sig = watchers[self.name]
+    watchers[self.name] = nil
+    if sig and not sig:is_closing() then sig:close() end
   end
 end
 
@@ -123,7 +125,7 @@ function core.on_signal(name, fn)
       local sig = uv.new_signal()
       sig:start(name:lower(), function() dispatch(name) end)
       sig:unref()
-      handle.uv_handle = sig
+      watchers[name] = sig
     end
   end
   list[#list + 1] = handle
