@@ -31,24 +31,30 @@ extern "C" {
 #define COIL_VERSION_PATCH 0
 #define COIL_VERSION_STRING "0.1.0"
 
-/* X-macro: code, name, message. Generates the COIL_E* codes and coil_strerror. */
+/* coil's own codes lie below libuv's whole error space (UV_ERRNO_MAX), so
+ * that no COIL_E* is ever taken for a libuv error. */
+#define COIL__ERRNO_BASE (UV_ERRNO_MAX - 1000)
+
+/* X-macro: name, value, message. Generates the COIL_E* codes and
+ * coil_strerror. Where libuv has a code with the same meaning, it is
+ * libuv's (uv_err_name names it too). */
 #define COIL_ERRNO_MAP(XX)                                                    \
-  XX(EINVAL, "invalid argument")                                              \
-  XX(ENOMEM, "out of memory (or the runtime's memory_limit was hit)")         \
-  XX(ELOAD, "the code could not be loaded (missing file or syntax error)")    \
-  XX(ESTATE, "the runtime is shutting down or closed")                        \
-  XX(EBUSY, "another runtime already handles the process's signals")          \
-  XX(ELOOP, "the libuv loop could not be set up")                             \
-  XX(ELUA, "a Lua error")                                                     \
-  XX(ECANCELED, "the task was cancelled")
+  XX(EINVAL, UV_EINVAL, "invalid argument")                                   \
+  XX(ENOMEM, UV_ENOMEM,                                                       \
+     "out of memory (or the runtime's memory_limit was hit)")                 \
+  XX(EBUSY, UV_EBUSY, "another runtime already handles the process's signals") \
+  XX(ECANCELED, UV_ECANCELED, "the task was cancelled")                       \
+  XX(ELOAD, COIL__ERRNO_BASE - 1,                                             \
+     "the code could not be loaded (missing file or syntax error)")           \
+  XX(ESTATE, COIL__ERRNO_BASE - 2, "the runtime is shutting down or closed")  \
+  XX(ELOOP, COIL__ERRNO_BASE - 3, "the libuv loop could not be set up")       \
+  XX(ELUA, COIL__ERRNO_BASE - 4, "a Lua error")
 
 typedef enum {
   COIL_OK = 0,
-#define XX(code, msg) COIL_##code,
-  COIL__ERRNO_FIRST = -100,
+#define XX(code, value, msg) COIL_##code = (value),
   COIL_ERRNO_MAP(XX)
 #undef XX
-  COIL__ERRNO_END
 } coil_errno;
 
 typedef struct coil_runtime coil_runtime;
@@ -65,6 +71,12 @@ typedef void (*coil_closed_cb)(coil_runtime *rt, int status, void *ud);
 typedef void (*coil_done_cb)(coil_runtime *rt, int status, int nresults,
                              void *ud);
 
+/* Receives every line coil would write to stderr (announcements, reports,
+ * tracebacks; one call per line, the first starting with "coil: "), when
+ * set; coil then writes nothing to stderr itself. */
+typedef void (*coil_message_cb)(coil_runtime *rt, const char *line,
+                                void *ud);
+
 typedef struct coil_config {
   uv_loop_t *loop;          /* NULL: the runtime creates and owns a loop */
   double grace;             /* seconds cleanup gets on shutdown (default 5) */
@@ -72,7 +84,8 @@ typedef struct coil_config {
   int quiet;                /* 1: no shutdown announcements on stderr */
   size_t memory_limit;      /* bytes the Lua state may use; 0 = no limit */
   coil_closed_cb on_closed; /* see above; may be NULL */
-  void *ud;                 /* passed to on_closed */
+  coil_message_cb on_message; /* see above; NULL: lines go to stderr */
+  void *ud;                 /* passed to on_closed and on_message */
 } coil_config;
 
 /* Fills cfg with the defaults. */
@@ -110,8 +123,10 @@ COIL_EXTERN int coil_spawn_call(coil_runtime *rt, int nargs,
 COIL_EXTERN int coil_spawn_main(coil_runtime *rt, int nargs);
 
 /* Own-loop mode: runs the loop until every task is done and every handle is
- * closed, then tears down. Returns the exit status (§2). After a signal
- * shutdown coil_exit_signal() names the signal the process should die by. */
+ * closed, then tears down. Returns the exit status (§2), and only that: a
+ * misuse (a host-loop runtime, a second call) is reported as a message and
+ * returns 1. After a signal shutdown coil_exit_signal() names the signal
+ * the process should die by. */
 COIL_EXTERN int coil_run(coil_runtime *rt);
 
 /* Starts the §3 shutdown with the given exit status. Idempotent; safe from

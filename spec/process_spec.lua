@@ -83,6 +83,14 @@ describe("coil.process", function()
     assert.error_matches(function() process.spawn("true", { {} }) end, "args%[1%]")
     assert.error_matches(function() process.spawn("true", {}, { stdout = "file" }) end,
                          "opts.stdout must be")
+    assert.error_matches(function() process.spawn("true", {}, { detached = true }) end,
+                         "coil: process.spawn: unknown option detached")
+    assert.error_matches(function() process.spawn("true", {}, { group = "no" }) end,
+                         "opts.group must be a boolean")
+    assert.error_matches(function() process.run("true", {}, { input = 42 }) end,
+                         "coil: process.run: opts.input must be a string")
+    assert.error_matches(function() process.run("true", {}, { timeout = 1 }) end,
+                         "coil: process.run: unknown option timeout")
     assert.error_matches(function() process.spawn("true", {}, { env = { A = {} } }) end,
                          "opts.env")
     local p = assert(process.spawn("true", {}))
@@ -91,14 +99,13 @@ describe("coil.process", function()
   end)
 
   describe("cancelling a task blocked in", function()
-    it("wait() stops the wait only; the child ends and nothing is left", function()
+    it("wait() terminates the child and has seen it exit", function()
       local p = assert(process.spawn("sleep", { "10" }))
       local task = coil.spawn(p.wait, p)
       coil.sleep(0.02)
       task:cancel()
       assert.is_false(pcall(task.await, task))
-      assert.is_true(alive(p.pid)) -- still running, and still reaped later:
-      p:kill()
+      assert.is_false(alive(p.pid))
       assert.same({ 0, 15 }, { p:wait() })
       assert.is_true(wait_until(function() return #coil._open_handles() == 0 end))
     end)

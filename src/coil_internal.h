@@ -73,7 +73,8 @@ struct coil_task {
   uint8_t state, outcome, wait;
 };
 
-/* Phases of the §3 sequence. */
+/* Phases of the §3 sequence. Only coil__shutdown_step (shutdown.c) moves a
+ * run from one to the next; a new run starts at PHASE_RUN (zero). */
 enum {
   PHASE_RUN,      /* no shutdown requested */
   PHASE_DRAIN,    /* step 2: on_shutdown hooks */
@@ -87,143 +88,182 @@ typedef struct {
   uint32_t len, cap;
 } coil_heap;
 
+/* What a signal handler or another thread touches: atomics only, written
+ * by signal.c's handler and coil_shutdown, read on the loop. */
+typedef struct {
+  atomic_int shutdown_claimed;   /* coil_shutdown: the first call's status */
+  atomic_int shutdown_requested; /* from other threads / signal handlers */
+  atomic_int shutdown_request_status;
+  atomic_int wake_ok;            /* the async handle may be sent to */
+  atomic_int count;              /* interrupts received */
+  atomic_int first;              /* first interrupting signal */
+  atomic_int handled;            /* interrupts the loop has acted on */
+  atomic_int pending[32];        /* on_signal-handled signals to dispatch */
+  atomic_int override[32];       /* on_signal took these over */
+  lua_State *_Atomic running_L;  /* Lua code now running, for the busy hook */
+  atomic_int hook_armed;
+} coil_async_state;
+
+/* What lives for one run (one coil_run, one coil.run, or a host-loop
+ * runtime's life until its shutdown): cleared in one place,
+ * coil__run_reset (shutdown.c), which also tells the Lua half. */
+typedef struct {
+  int phase;
+  int stepping;       /* coil__shutdown_step is on the stack */
+  /* requests, recorded by any layer, acted on by the step */
+  int requested;      /* a shutdown was asked for */
+  int request_signo;
+  const char *request_reason;
+  size_t request_live; /* live tasks when it was asked */
+  int cancel_wanted;  /* step 2 is over: cancel every task */
+  int force_wanted;   /* close every task by force */
+  const char *force_reason; /* for the report; NULL: say nothing */
+  int close_wanted;   /* close the handles now */
+  /* outcome */
+  int exit_set;       /* the first request's status is kept */
+  int exit_status;
+  int exit_signal;
+  int deadlocked;     /* this run ended in a deadlock */
+  /* the sequence's own state */
+  int forced;
+  int handles_closing;
+  int closing_count;  /* coil's own handles still closing */
+  int closed_notified;
+  int async_reffed;   /* waiting for a signal keeps the loop alive */
+  int abandoned;      /* gave up waiting for a stuck request at teardown */
+  int cancel_ref;     /* registry: the Cancelled every task gets in step 3 */
+  uint64_t shutdown_started; /* loop time of the request, ms */
+  uint64_t hook_t0;   /* when the busy hook first ran */
+  int mem_exceeded;   /* 1: just hit, 2: acted on */
+  coil_task *main_task;
+} coil_run_state;
+
 struct coil_runtime {
+  /* for the runtime's life */
   lua_State *L;
   uv_loop_t *loop;
   uv_loop_t own_loop;
-  int owns_loop;
+  int owns_loop;      /* 1 own loop, 2 own loop closed or abandoned */
   int owns_state;     /* 0 when coil is a module inside someone's state */
   int module;         /* loaded by require "coil" from stock Lua */
   int in_run;         /* coil.run is driving the loop */
-  int deadlocked;     /* this run ended in a deadlock */
+  int quiet;
+  double grace;
+  int signals;
+  coil_closed_cb on_closed;
+  coil_message_cb on_message;
+  void *ud;
+  char last_error[512];
+  int free_pending;   /* coil_free came before the closes finished */
+  int in_on_closed;   /* on_closed is running: coil_free waits for it */
+  int lua_closed;
 
-  /* scheduler */
+  /* coil's own handles (shutdown.c opens and closes them) */
   uv_idle_t idle;     /* active while tasks are ready: poll must not block */
   uv_check_t check;   /* runs the ready tasks after each poll */
   uv_timer_t timer;   /* armed for the earliest sleeper */
+  uv_timer_t grace_timer;
   uv_async_t async;   /* wakes the loop for coil_shutdown and signals */
+  uv_signal_t usr1;
+  int usr1_started;
+
+  /* the scheduler and the tasks */
   coil_heap sleepers;
   uint64_t sleep_seq;
   uint64_t timer_due; /* deadline the timer is armed for; 0 = idle */
   coil_task *ready_head, *ready_tail;
   coil_task *current;
-  coil_task *main_task;
   uint64_t next_id;
   size_t live;        /* tasks not done */
   int anchors_ref;    /* registry: table slot -> live task userdata */
-  int handles_ref;    /* registry: weak set of luv handles */
   int entry_ref;      /* registry: the coroutine main function */
 
-  /* shutdown */
-  int phase;
-  int exit_set;       /* the first request's status is kept */
-  int exit_status;
-  int exit_signal;
-  int quiet;
-  double grace;
-  int grace_started;
-  uv_timer_t grace_timer;
-  int forced;
-  int handles_closing;
-  int cancel_ref;     /* registry: the Cancelled every task gets in step 3 */
-  atomic_int shutdown_claimed;   /* coil_shutdown: the first call's status */
-  atomic_int shutdown_requested; /* from other threads / signal handlers */
-  atomic_int shutdown_request_status;
-  atomic_int wake_ok;
-
-  /* signals (signal.c) */
-  int signals;
-  atomic_int sig_count;     /* interrupts received */
-  atomic_int sig_first;     /* first interrupting signal */
-  atomic_int sig_pending[32];
-  atomic_int sig_handled;   /* interrupts the loop has acted on */
-  atomic_int sig_override[32]; /* on_signal took these over */
-  lua_State *_Atomic running_L; /* Lua code now running, for the busy hook */
-  uint64_t hook_t0;
-  atomic_int hook_armed;
-  uv_signal_t usr1;
-  int usr1_started;
-  int signal_watchers_ref; /* registry: table of on_signal handlers */
-
-  /* memory */
+  /* memory (memory.c) */
   size_t mem_used, mem_limit;
-  int mem_exceeded;
-
-  coil_closed_cb on_closed;
-  void *ud;
-  char last_error[512];
-  int closed_notified;
-  int closing_count;   /* coil's own handles still closing */
-  int async_reffed;    /* waiting for a signal keeps the loop alive */
-  int free_pending;    /* coil_free came before the closes finished */
-  int in_on_closed;    /* on_closed is running: coil_free waits for it */
-  int abandoned;       /* gave up waiting for a stuck request at teardown */
-  void *refused_ptr;   /* the allocation the memory limit refused last */
+  void *refused_ptr;  /* the allocation the memory limit refused last */
   size_t refused_size;
-  uint64_t shutdown_started; /* loop time of the request, ms */
-  int lua_closed;
+
+  coil_run_state run;
+  coil_async_state as;
 };
 
-/* runtime.c */
-COIL_INTERNAL coil_runtime *coil__rt(lua_State *L);
-COIL_INTERNAL void coil__register_runtime(lua_State *L, coil_runtime *rt);
+/* The runtime of a C function registered with it as upvalue 1. */
+#define RT_UP(L) ((coil_runtime *)lua_touserdata(L, lua_upvalueindex(1)))
+
+/* Records a shutdown request (any layer may; the first status wins). The
+ * shutdown step acts on it: at once when the caller is shutdown.c, else on
+ * the loop right after the Lua code that asked returns. */
+static inline void coil__request(coil_runtime *rt, int status, int signo,
+                                 const char *reason) {
+  if (!rt->run.exit_set) {
+    rt->run.exit_set = 1;
+    rt->run.exit_status = status;
+    rt->run.exit_signal = signo;
+  }
+  if (!rt->run.requested) {
+    rt->run.requested = 1;
+    rt->run.request_signo = signo;
+    rt->run.request_reason = reason;
+    rt->run.request_live = rt->live;
+  }
+}
+
+/* Sets the exit status unless a request already decided it. */
+static inline void coil__request_status(coil_runtime *rt, int status) {
+  if (!rt->run.exit_set) {
+    rt->run.exit_set = 1;
+    rt->run.exit_status = status;
+  }
+}
+
+/* Layers, bottom up: each file calls only the ones above it in this list. */
+
+/* message.c: every line coil writes for a human */
 COIL_INTERNAL void coil__message(coil_runtime *rt, const char *text);
 COIL_INTERNAL void coil__messagef(coil_runtime *rt, const char *fmt, ...);
-COIL_INTERNAL int coil__msgh(lua_State *L);
-COIL_INTERNAL int coil__pcall(lua_State *L, int nargs, int nresults);
 COIL_INTERNAL void coil__report_error(lua_State *L, const char *what,
                                       int idx);
-COIL_INTERNAL void coil__maybe_finish(coil_runtime *rt);
-COIL_INTERNAL void coil__after_loop(coil_runtime *rt);
-COIL_INTERNAL void coil__open_handles(coil_runtime *rt);
+COIL_INTERNAL coil_runtime *coil__rt(lua_State *L);
+COIL_INTERNAL void coil__register_runtime(lua_State *L, coil_runtime *rt);
+
+/* memory.c: the counting allocator and the memory limit */
+COIL_INTERNAL void *coil__alloc(void *ud, void *ptr, size_t osize,
+                                size_t nsize);
 COIL_INTERNAL void coil__check_memory(coil_runtime *rt);
 
-/* task.c */
-COIL_INTERNAL void coil__task_open(lua_State *L, coil_runtime *rt);
-COIL_INTERNAL coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs);
-COIL_INTERNAL int coil__cancel(lua_State *L, coil_task *t, int err_idx,
-                               int soft);
-COIL_INTERNAL void coil__cancel_delivered(coil_task *t);
-COIL_INTERNAL void *coil__done_record_new(coil_done_cb cb, void *ud);
-COIL_INTERNAL void coil__attach_done_record(lua_State *L, void *rec);
-COIL_INTERNAL void coil__make_ready(coil_runtime *rt, coil_task *t);
-COIL_INTERNAL void coil__run_ready(coil_runtime *rt);
-COIL_INTERNAL coil_task *coil__await_check(lua_State *L, const char *what);
-COIL_INTERNAL int coil__suspend(lua_State *L, coil_task *t, int wait,
-                                lua_KFunction k, lua_KContext ctx);
+/* task.c: the task object */
 COIL_INTERNAL void coil__push_task(lua_State *L, coil_task *t);
 COIL_INTERNAL coil_task *coil__check_task(lua_State *L, int idx);
+COIL_INTERNAL coil_task *coil__test_task(lua_State *L, int idx);
+COIL_INTERNAL int coil__push_extras(lua_State *L, int idx, int create);
+COIL_INTERNAL int coil__push_extras_of(lua_State *L, coil_task *t,
+                                       int create);
+COIL_INTERNAL void coil__push_name_at(lua_State *L, int idx);
 COIL_INTERNAL void coil__push_name(lua_State *L, coil_task *t);
-COIL_INTERNAL void coil__force(coil_runtime *rt, coil_task *t);
-COIL_INTERNAL void coil__report_unseen_all(coil_runtime *rt);
+COIL_INTERNAL coil_task **coil__live_tasks(coil_runtime *rt, size_t *count);
+COIL_INTERNAL void coil__task_object_open(lua_State *L, coil_runtime *rt);
+COIL_INTERNAL void coil__task_methods(lua_State *L, coil_runtime *rt,
+                                      const luaL_Reg *methods);
+COIL_INTERNAL extern const char coil__task_mt_key;
+COIL_INTERNAL extern const char *const coil__wait_names[];
+
+/* error.c: error objects, tracebacks, the protected call, unseen errors */
 COIL_INTERNAL void coil__new_cancelled(lua_State *L, const char *reason);
 COIL_INTERNAL int coil__is_cancelled(lua_State *L, int idx);
 COIL_INTERNAL void coil__new_interrupted(lua_State *L, const char *signal);
 COIL_INTERNAL void coil__traceback(lua_State *L, lua_State *co,
                                    const char *msg, coil_task *t);
-COIL_INTERNAL void coil__task_unlink_waits(coil_runtime *rt, coil_task *t);
-COIL_INTERNAL coil_task **coil__live_tasks(coil_runtime *rt, size_t *count);
+COIL_INTERNAL int coil__msgh(lua_State *L);
+COIL_INTERNAL int coil__pcall(lua_State *L, int nargs, int nresults);
+COIL_INTERNAL int coil__call_hook(coil_runtime *rt, const char *name,
+                                  int nargs, int nresults);
+COIL_INTERNAL void coil__push_error_text(lua_State *L, int idx);
+COIL_INTERNAL void coil__mark_seen(lua_State *L, int idx);
+COIL_INTERNAL void coil__record_unseen(lua_State *L, int idx);
+COIL_INTERNAL void coil__report_unseen_all(coil_runtime *rt);
+COIL_INTERNAL void coil__error_open(lua_State *L, coil_runtime *rt);
 
-/* timer.c */
-COIL_INTERNAL void coil__timer_open(lua_State *L, coil_runtime *rt);
-COIL_INTERNAL void coil__heap_remove(coil_runtime *rt, coil_task *t);
-COIL_INTERNAL void coil__heap_free(coil_runtime *rt);
-
-/* shutdown.c */
-COIL_INTERNAL void coil__shutdown_open(lua_State *L, coil_runtime *rt);
-COIL_INTERNAL void coil__request(coil_runtime *rt, int status, int signo,
-                                 const char *reason);
-COIL_INTERNAL void coil__request_status(coil_runtime *rt, int status);
-COIL_INTERNAL void coil__shutdown_progress(coil_runtime *rt);
-COIL_INTERNAL void coil__cancel_all_now(coil_runtime *rt);
-COIL_INTERNAL void coil__force_all(coil_runtime *rt, const char *why);
-COIL_INTERNAL void coil__close_handles(coil_runtime *rt);
-COIL_INTERNAL int coil__deadlock(coil_runtime *rt);
-COIL_INTERNAL void coil__check_quiescent(coil_runtime *rt);
-COIL_INTERNAL void coil__on_async(coil_runtime *rt);
-COIL_INTERNAL int coil__dump(lua_State *L);
-
-/* signal.c */
+/* signal.c: the only async-signal-safe code */
 COIL_INTERNAL int coil__signals_install(coil_runtime *rt);
 COIL_INTERNAL void coil__signals_uninstall(coil_runtime *rt);
 COIL_INTERNAL void coil__signals_poll(coil_runtime *rt);
@@ -233,6 +273,59 @@ COIL_INTERNAL int coil__signals_pending(coil_runtime *rt);
 COIL_INTERNAL void coil__interrupt_running(coil_runtime *rt);
 COIL_INTERNAL int coil__signal_number(const char *name);
 COIL_INTERNAL const char *coil__signal_name(int signo);
+COIL_INTERNAL void coil__die_by_signal(int signo);
+
+/* scheduler.c: the ready queue and the one await-point API */
+COIL_INTERNAL void coil__make_ready(coil_runtime *rt, coil_task *t);
+COIL_INTERNAL coil_task *coil__inside_task(lua_State *L, const char *what);
+COIL_INTERNAL coil_task *coil__await_check(lua_State *L, const char *what);
+COIL_INTERNAL int coil__suspend(lua_State *L, coil_task *t, int wait,
+                                lua_KFunction k, lua_KContext ctx);
+COIL_INTERNAL void coil__check_throw(lua_State *L, coil_task *t);
+COIL_INTERNAL void coil__cancel_delivered(coil_task *t);
+COIL_INTERNAL void coil__link_waiter(coil_task *target, coil_task *w);
+COIL_INTERNAL void coil__unlink_waiter(coil_task *w);
+COIL_INTERNAL void coil__scheduler_open(lua_State *L, coil_runtime *rt);
+
+/* timer.c: sleeping */
+COIL_INTERNAL void coil__timer_open(lua_State *L, coil_runtime *rt);
+COIL_INTERNAL void coil__heap_remove(coil_runtime *rt, coil_task *t);
+COIL_INTERNAL void coil__heap_free(coil_runtime *rt);
+
+/* cancel.c: cancellation, soft cancellation */
+COIL_INTERNAL int coil__cancel(lua_State *L, coil_task *t, int err_idx,
+                               int soft);
+COIL_INTERNAL void coil__task_unlink_waits(coil_runtime *rt, coil_task *t);
+COIL_INTERNAL int coil__task_cancel(lua_State *L);
+COIL_INTERNAL void coil__cancel_open(lua_State *L, coil_runtime *rt);
+
+/* waitset.c: gather/wait/race watching their tasks */
+COIL_INTERNAL void coil__waitset_linked_done(coil_runtime *rt, coil_task *t);
+COIL_INTERNAL void coil__waitset_open(lua_State *L, coil_runtime *rt);
+
+/* spawn.c: a task's life: spawn, run, finish, defer, force */
+COIL_INTERNAL coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs);
+COIL_INTERNAL void *coil__done_record_new(coil_done_cb cb, void *ud);
+COIL_INTERNAL void coil__attach_done_record(lua_State *L, void *rec);
+COIL_INTERNAL int coil__run_ready(coil_runtime *rt);
+COIL_INTERNAL void coil__force(coil_runtime *rt, coil_task *t);
+COIL_INTERNAL int coil__status_of(lua_State *L, int idx);
+COIL_INTERNAL void coil__spawn_open(lua_State *L, coil_runtime *rt);
+
+/* shutdown.c: the step function, the drive loop, coil's own handles */
+COIL_INTERNAL void coil__open_handles(coil_runtime *rt);
+COIL_INTERNAL int coil__close_module_handles(coil_runtime *rt,
+                                             uv_close_cb cb);
+COIL_INTERNAL void coil__run_reset(coil_runtime *rt);
+COIL_INTERNAL void coil__shutdown_step(coil_runtime *rt);
+COIL_INTERNAL void coil__drive(coil_runtime *rt, int close_when_done);
+COIL_INTERNAL void coil__shutdown_now(coil_runtime *rt);
+COIL_INTERNAL void coil__teardown(coil_runtime *rt);
+COIL_INTERNAL void coil__luv_running(coil_runtime *rt, int running);
+COIL_INTERNAL void coil__shutdown_open(lua_State *L, coil_runtime *rt);
+
+/* net_socket.c */
+COIL_INTERNAL void coil__net_open(lua_State *L);
 
 /* embed.c (generated): the lua/ files */
 typedef struct {
@@ -243,11 +336,11 @@ typedef struct {
 } coil_embedded;
 COIL_INTERNAL extern const coil_embedded coil__lua_files[];
 
-/* lib.c */
+/* lib.c: the Lua bindings (luv on the loop, the coil table) */
 COIL_INTERNAL int coil__open(lua_State *L, coil_runtime *rt);
-COIL_INTERNAL void coil__luv_running(coil_runtime *rt, int running);
-COIL_INTERNAL int coil__call_hook(coil_runtime *rt, const char *name,
-                                  int nargs, int nresults);
+
+/* The two front doors, on top: runtime.c (the public C API of coil.h) and
+ * module.c (luaopen_coil and coil.run for stock Lua). */
 
 /* Lua 5.4.4 closes a coroutine with lua_resetthread; 5.4.6+ with
  * lua_closethread(co, from). */

@@ -14,54 +14,27 @@
 static int luv_pcall_cb(lua_State *L, int nargs, int nresults, int flags) {
   coil_runtime *rt = coil__rt(L);
   int base = lua_gettop(L) - nargs, st;
-  lua_State *prev = atomic_load(&rt->running_L);
+  lua_State *prev = atomic_load(&rt->as.running_L);
   (void)flags;
-  if (prev == NULL) atomic_store(&rt->running_L, L);
+  if (prev == NULL) atomic_store(&rt->as.running_L, L);
   st = coil__pcall(L, nargs, nresults);
   if (prev == NULL) {
-    atomic_store(&rt->running_L, NULL);
-    if (atomic_load(&rt->hook_armed)) coil__clear_hook(rt, L);
+    atomic_store(&rt->as.running_L, NULL);
+    if (atomic_load(&rt->as.hook_armed)) coil__clear_hook(rt, L);
   }
-  if (rt->mem_exceeded == 1) coil__check_memory(rt);
+  if (rt->run.mem_exceeded == 1) coil__check_memory(rt);
   if (st != LUA_OK) {
     if (!coil__is_cancelled(L, -1)) {
       coil__report_error(L, "error in a luv callback", -1);
       if (!rt->module || rt->in_run) coil__request(rt, 1, 0, "error");
     }
     lua_pop(L, 1);
-    return -st;
   }
+  /* act on what the callback asked for (a luv callback runs outside any
+   * task, never inside a shutdown step) */
+  if (prev == NULL) coil__shutdown_step(rt);
+  if (st != LUA_OK) return -st;
   return nresults == LUA_MULTRET ? lua_gettop(L) - base + 1 : nresults;
-}
-
-void coil__luv_running(coil_runtime *rt, int running) {
-  /* luv refuses a nested uv.run while its context says the loop runs */
-  if (rt->L) luv_context(rt->L)->mode = running ? UV_RUN_DEFAULT : -1;
-}
-
-/* Calls registry["coil.hooks"][name] with the nargs values on top of rt->L,
- * protected; errors are reported. Returns the pcall status. */
-int coil__call_hook(coil_runtime *rt, const char *name, int nargs,
-                    int nresults) {
-  lua_State *L = rt->L;
-  int st;
-  lua_getfield(L, LUA_REGISTRYINDEX, "coil.hooks");
-  if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
-    lua_pop(L, 2 + nargs);
-    return LUA_ERRRUN;
-  }
-  lua_remove(L, -2);
-  lua_insert(L, -(nargs + 1));
-  st = coil__pcall(L, nargs, nresults);
-  if (st != LUA_OK) {
-    if (!coil__is_cancelled(L, -1)) {
-      lua_pushfstring(L, "internal error in %s", name);
-      coil__report_error(L, lua_tostring(L, -1), -2);
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-  }
-  return st;
 }
 
 /* coil._uv_errors() -> {NAME = message}: libuv's error messages, so that Lua
@@ -76,6 +49,12 @@ static int l_uv_errors(lua_State *L) {
     lua_pushstring(L, uv_strerror(code));
     lua_setfield(L, -2, name);
   }
+  return 1;
+}
+
+/* coil._grace() -> the seconds cleanup gets on shutdown (--grace) */
+static int l_grace(lua_State *L) {
+  lua_pushnumber(L, coil__rt(L)->grace);
   return 1;
 }
 
@@ -126,10 +105,16 @@ int coil__open(lua_State *L, coil_runtime *rt) {
    * tracebacks) */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_newtable(L);
-  coil__task_open(L, rt);
+  coil__task_object_open(L, rt);
+  coil__error_open(L, rt);
+  coil__scheduler_open(L, rt);
   coil__timer_open(L, rt);
-  coil__shutdown_open(L, rt);
+  coil__cancel_open(L, rt);
+  coil__waitset_open(L, rt);
+  coil__spawn_open(L, rt);
   coil__signal_open(L, rt);
+  coil__shutdown_open(L, rt);
+  coil__net_open(L);
   lua_pushboolean(L, rt->owns_state);
   lua_setfield(L, -2, "_host");
   lua_pushboolean(L, !rt->owns_loop && !rt->module);
@@ -138,6 +123,8 @@ int coil__open(lua_State *L, coil_runtime *rt) {
   lua_setfield(L, -2, "_hooks");
   lua_pushcfunction(L, l_uv_errors);
   lua_setfield(L, -2, "_uv_errors");
+  lua_pushcfunction(L, l_grace);
+  lua_setfield(L, -2, "_grace");
   lua_setfield(L, -2, "coil");
   lua_pop(L, 1);
 

@@ -11,28 +11,13 @@
 
 #include "coil_internal.h"
 
-#define RT_UP(L) ((coil_runtime *)lua_touserdata(L, lua_upvalueindex(1)))
-
 /* ---- coil.run ------------------------------------------------------------ */
 
-/* Resets a runtime for a new run; reopens coil's handles if the last run's
- * shutdown closed them. */
+/* Starts a new run: coil's handles reopened if the last run's shutdown
+ * closed them, every trace of the last run cleared (C and Lua side). */
 static void begin_run(coil_runtime *rt) {
-  int i;
-  if (rt->phase == PHASE_CLOSED) coil__open_handles(rt);
-  rt->phase = PHASE_RUN;
-  rt->exit_set = rt->exit_status = rt->exit_signal = 0;
-  rt->forced = rt->grace_started = rt->deadlocked = 0;
-  rt->mem_exceeded = 0;
-  if (rt->cancel_ref > 0) luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->cancel_ref);
-  rt->cancel_ref = 0;
-  rt->main_task = NULL;
-  atomic_store(&rt->shutdown_claimed, 0);
-  atomic_store(&rt->shutdown_requested, 0);
-  atomic_store(&rt->sig_count, 0);
-  atomic_store(&rt->sig_first, 0);
-  atomic_store(&rt->sig_handled, 0);
-  for (i = 0; i < 32; i++) atomic_store(&rt->sig_pending[i], 0);
+  if (rt->run.phase == PHASE_CLOSED) coil__open_handles(rt);
+  coil__run_reset(rt);
 }
 
 /* Pushes the error of a failed main task (the task is on top): a string
@@ -69,37 +54,22 @@ static int l_run(lua_State *L) {
 
   t = coil__spawn(L, rt, nargs); /* pushes the task */
   t->flags |= TF_MAIN;
-  rt->main_task = t;
+  rt->run.main_task = t;
   task_idx = lua_gettop(L);
 
-  for (;;) {
-    coil__luv_running(rt, 1);
-    uv_run(rt->loop, UV_RUN_DEFAULT);
-    coil__luv_running(rt, 0);
-    if (rt->abandoned) break;
-    if (uv_loop_alive(rt->loop)) continue; /* uv.stop() */
-    if (rt->phase >= PHASE_CLOSING || rt->live == 0) break;
-    coil__deadlock(rt);
-  }
+  coil__drive(rt, 0);
 
-  if (rt->phase >= PHASE_CLOSING &&
-      !uv_is_closing((uv_handle_t *)&rt->grace_timer)) {
-    /* a shutdown ran: its linger timer goes too, the next run reopens */
-    uv_close((uv_handle_t *)&rt->grace_timer, NULL);
-    if (!rt->abandoned) uv_run(rt->loop, UV_RUN_NOWAIT);
-  }
-  rt->abandoned = 0;
   if (installed) coil__signals_uninstall(rt);
   rt->signals = 0;
   rt->in_run = 0;
-  rt->main_task = NULL;
+  rt->run.main_task = NULL;
   coil__report_unseen_all(rt);
 
-  if (rt->exit_signal) {
-    coil__new_interrupted(L, coil__signal_name(rt->exit_signal));
+  if (rt->run.exit_signal) {
+    coil__new_interrupted(L, coil__signal_name(rt->run.exit_signal));
     return lua_error(L);
   }
-  if (rt->deadlocked) {
+  if (rt->run.deadlocked) {
     lua_pushliteral(L, "coil: deadlock: tasks were waiting with nothing to "
                        "wake them (see the report above)");
     return lua_error(L);
@@ -119,7 +89,7 @@ static int l_run(lua_State *L) {
 
 static void on_module_handle_closed(uv_handle_t *h) {
   coil_runtime *rt = (coil_runtime *)h->data;
-  if (--rt->closing_count == 0) {
+  if (--rt->run.closing_count == 0) {
     coil__heap_free(rt);
     free(rt);
   }
@@ -131,28 +101,12 @@ static void on_module_handle_closed(uv_handle_t *h) {
 static int module_gc(lua_State *L) {
   coil_runtime **box = (coil_runtime **)lua_touserdata(L, 1);
   coil_runtime *rt = *box;
-  uv_handle_t *own[6];
-  int i, n = 0;
   if (!rt) return 0;
   *box = NULL;
   rt->L = NULL;
   rt->lua_closed = 1;
-  atomic_store(&rt->wake_ok, 0);
-  own[n++] = (uv_handle_t *)&rt->idle;
-  own[n++] = (uv_handle_t *)&rt->check;
-  own[n++] = (uv_handle_t *)&rt->timer;
-  own[n++] = (uv_handle_t *)&rt->grace_timer;
-  own[n++] = (uv_handle_t *)&rt->async;
-  if (rt->usr1_started) own[n++] = (uv_handle_t *)&rt->usr1;
-  rt->closing_count = 0;
-  for (i = 0; i < n; i++) {
-    if ((rt->phase == PHASE_CLOSED && own[i] != (uv_handle_t *)&rt->usr1) ||
-        uv_is_closing(own[i]))
-      continue;
-    rt->closing_count++;
-    uv_close(own[i], on_module_handle_closed);
-  }
-  if (rt->closing_count == 0) {
+  rt->run.closing_count = coil__close_module_handles(rt, on_module_handle_closed);
+  if (rt->run.closing_count == 0) {
     coil__heap_free(rt);
     free(rt);
   }

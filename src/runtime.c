@@ -1,6 +1,7 @@
 /*
- * The runtime: a Lua state, a loop (its own or the host's), the handles coil
- * drives it with, and the public C API of include/coil.h.
+ * The public C API of include/coil.h: a runtime is a Lua state and a loop
+ * (its own or the host's); everything here goes through the layers below
+ * (spawn.c to start tasks, shutdown.c to drive and end a run).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,184 +13,10 @@
 
 #include "coil_internal.h"
 
-static const char rt_key = 'r'; /* registry[&rt_key] = light userdata rt */
-
-void coil__register_runtime(lua_State *L, coil_runtime *rt) {
-  lua_pushlightuserdata(L, rt);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
-}
-
-coil_runtime *coil__rt(lua_State *L) {
-  coil_runtime *rt;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &rt_key);
-  rt = (coil_runtime *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return rt;
-}
-
-/* ---- messages ----------------------------------------------------------- */
-
-/* Writes "coil: " and text to stderr; every further line is indented, so a
- * message is always told apart from the script's own output. */
-void coil__message(coil_runtime *rt, const char *text) {
-  const char *p = text, *nl;
-  (void)rt;
-  fputs("coil: ", stderr);
-  if (strncmp(p, "coil: ", 6) == 0) p += 6;
-  while ((nl = strchr(p, '\n')) != NULL) {
-    fwrite(p, 1, (size_t)(nl - p + 1), stderr);
-    fputs("  ", stderr);
-    p = nl + 1;
-  }
-  fputs(p, stderr);
-  fputc('\n', stderr);
-  fflush(stderr);
-}
-
-void coil__messagef(coil_runtime *rt, const char *fmt, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  coil__message(rt, buf);
-}
-
-/* Reports the error at idx (a traceback string from coil__msgh, usually) as
- * "coil: what: error". */
-void coil__report_error(lua_State *L, const char *what, int idx) {
-  coil_runtime *rt = NULL;
-  const char *err;
-  idx = lua_absindex(L, idx);
-  err = luaL_tolstring(L, idx, NULL);
-  if (what) {
-    lua_pushfstring(L, "%s: %s", what, err);
-    coil__message(rt, lua_tostring(L, -1));
-    lua_pop(L, 1);
-  } else {
-    coil__message(rt, err);
-  }
-  lua_pop(L, 1);
-}
-
-/* The message handler of coil's one protected-call path (lua.c's msghandler):
- * Cancelled passes through untouched; anything else becomes a string with
- * the traceback of where it was raised, naming the task. */
-int coil__msgh(lua_State *L) {
-  const char *msg;
-  coil_runtime *rt;
-  if (lua_type(L, 1) == LUA_TTABLE && coil__is_cancelled(L, 1)) return 1;
-  msg = lua_tostring(L, 1);
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)",
-                            luaL_typename(L, 1));
-  }
-  rt = coil__rt(L);
-  coil__traceback(L, L, msg,
-                  rt && rt->current && rt->current->co == L ? rt->current
-                                                           : NULL);
-  return 1;
-}
-
-/* lua_pcall through coil__msgh; on error the message (with traceback) or the
- * Cancelled object is on top. */
-int coil__pcall(lua_State *L, int nargs, int nresults) {
-  int base = lua_gettop(L) - nargs, st;
-  lua_pushcfunction(L, coil__msgh);
-  lua_insert(L, base);
-  st = lua_pcall(L, nargs, nresults, base);
-  lua_remove(L, base);
-  return st;
-}
-
-/* ---- memory ------------------------------------------------------------------ */
-
-/* The allocator keeps count so that a plugin can be held to memory_limit.
- * The limit is enforced only while the runtime's Lua code runs (where a
- * failure is an ordinary, catchable "not enough memory" error), never in
- * coil's own bookkeeping between resumes, which could not recover. Once hit,
- * the runtime is shut down (coil__check_memory) with a quarter more room so
- * that cleanup can run. */
-static void *coil_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  coil_runtime *rt = (coil_runtime *)ud;
-  if (ptr == NULL) osize = 0;
-  if (nsize == 0) {
-    free(ptr);
-    rt->mem_used -= osize;
-    return NULL;
-  }
-  if (rt->mem_limit && nsize > osize &&
-      atomic_load_explicit(&rt->running_L, memory_order_relaxed) != NULL) {
-    size_t limit = rt->mem_limit;
-    if (rt->mem_exceeded) limit += limit / 4;
-    if (rt->mem_used + (nsize - osize) > limit) {
-      /* Lua collects garbage and asks again with the same arguments: only a
-       * second refusal of the same request means the limit is really hit */
-      if (rt->refused_ptr == ptr && rt->refused_size == nsize) {
-        if (!rt->mem_exceeded) rt->mem_exceeded = 1;
-      } else {
-        rt->refused_ptr = ptr;
-        rt->refused_size = nsize;
-      }
-      return NULL;
-    }
-  }
-  rt->refused_size = 0;
-  ptr = realloc(ptr, nsize);
-  if (ptr) rt->mem_used += nsize - osize;
-  return ptr;
-}
-
-/* After Lua code ran: a runtime that hit its memory limit is shut down. */
-void coil__check_memory(coil_runtime *rt) {
-  if (rt->mem_exceeded != 1) return;
-  rt->mem_exceeded = 2;
-  coil__messagef(rt, "memory limit of %zu bytes exceeded; shutting down",
-                 rt->mem_limit);
-  coil__request(rt, 1, 0, "memory limit");
-}
-
 static int panic(lua_State *L) {
   const char *msg = lua_tostring(L, -1);
-  fprintf(stderr, "coil: unprotected error: %s\n", msg ? msg : "?");
-  fflush(stderr);
+  coil__messagef(coil__rt(L), "unprotected error: %s", msg ? msg : "?");
   abort();
-}
-
-/* ---- loop handles --------------------------------------------------------------- */
-
-static void on_check(uv_check_t *h) {
-  coil_runtime *rt = (coil_runtime *)h->data;
-  coil__run_ready(rt);
-}
-
-static void on_async(uv_async_t *h) { coil__on_async((coil_runtime *)h->data); }
-
-/* Opens coil's own handles on rt->loop (again, after a shutdown closed them,
- * for coil.run in a module) and resets the per-run state. */
-void coil__open_handles(coil_runtime *rt) {
-  uv_idle_init(rt->loop, &rt->idle);
-  uv_check_init(rt->loop, &rt->check);
-  uv_timer_init(rt->loop, &rt->timer);
-  uv_timer_init(rt->loop, &rt->grace_timer);
-  uv_async_init(rt->loop, &rt->async, on_async);
-  rt->idle.data = rt->check.data = rt->timer.data = rt->grace_timer.data =
-      rt->async.data = rt;
-  uv_check_start(&rt->check, on_check);
-  uv_unref((uv_handle_t *)&rt->check);
-  /* On its own loop the runtime ends when nothing is left; on a host's loop
-   * it is a resource, like an open handle, until it is shut down. */
-  if (rt->owns_loop || rt->module) uv_unref((uv_handle_t *)&rt->async);
-  uv_unref((uv_handle_t *)&rt->grace_timer);
-  rt->timer_due = 0;
-  rt->handles_closing = 0;
-  rt->closing_count = 0;
-  rt->closed_notified = 0;
-  rt->phase = PHASE_RUN;
-  atomic_store(&rt->wake_ok, 1);
 }
 
 /* ---- public API -------------------------------------------------------------------- */
@@ -228,10 +55,10 @@ int coil_new(coil_runtime **out, const coil_config *cfg) {
   rt->quiet = cfg->quiet;
   rt->mem_limit = cfg->memory_limit;
   rt->on_closed = cfg->on_closed;
+  rt->on_message = cfg->on_message;
   rt->ud = cfg->ud;
   rt->signals = cfg->signals;
   rt->owns_state = 1;
-  rt->exit_status = 0;
 
   if (cfg->loop) {
     rt->loop = cfg->loop;
@@ -244,7 +71,7 @@ int coil_new(coil_runtime **out, const coil_config *cfg) {
     rt->owns_loop = 1;
   }
 
-  rt->L = lua_newstate(coil_alloc, rt);
+  rt->L = lua_newstate(coil__alloc, rt);
   if (!rt->L) {
     if (rt->owns_loop) uv_loop_close(rt->loop);
     free(rt);
@@ -259,7 +86,7 @@ int coil_new(coil_runtime **out, const coil_config *cfg) {
   lua_pushlightuserdata(rt->L, rt);
   if (lua_pcall(rt->L, 1, 0, 0) != LUA_OK) {
     set_error(rt, lua_tostring(rt->L, -1));
-    fprintf(stderr, "coil: cannot initialise: %s\n", rt->last_error);
+    coil__messagef(rt, "cannot initialise: %s", rt->last_error);
     coil_free(rt);
     return COIL_ENOMEM;
   }
@@ -277,19 +104,29 @@ int coil_new(coil_runtime **out, const coil_config *cfg) {
 
 lua_State *coil_lua(coil_runtime *rt) { return rt->L; }
 uv_loop_t *coil_loop(coil_runtime *rt) { return rt->loop; }
-int coil_exit_signal(coil_runtime *rt) { return rt->exit_signal; }
+int coil_exit_signal(coil_runtime *rt) { return rt->run.exit_signal; }
+
+/* Own-loop mode: a runtime whose last run is over starts a new one when it
+ * is given work or run again: its handles reopened, nothing of the last
+ * run kept (coil__run_reset). */
+static void new_run_if_over(coil_runtime *rt) {
+  if (rt->owns_loop != 1 || rt->run.phase != PHASE_CLOSED) return;
+  coil__open_handles(rt);
+  coil__run_reset(rt);
+  if (rt->signals) coil__signals_install(rt); /* SIGUSR1's handle again */
+}
 
 static int spawn_function(coil_runtime *rt, int nargs, int main) {
   lua_State *L = rt->L;
   coil_task *t;
-  if (rt->phase >= PHASE_CLOSING) {
+  if (rt->run.phase >= PHASE_CLOSING) {
     lua_pop(L, nargs + 1);
     return COIL_ESTATE;
   }
   t = coil__spawn(L, rt, nargs);
-  if (main && !rt->main_task) {
+  if (main && !rt->run.main_task) {
     t->flags |= TF_MAIN;
-    rt->main_task = t;
+    rt->run.main_task = t;
   }
   return 0;
 }
@@ -309,13 +146,14 @@ int coil_spawn_file(coil_runtime *rt, const char *path, int argc,
   lua_State *L = rt->L;
   int r, i;
   if (path && strcmp(path, "-") == 0) path = NULL;
+  new_run_if_over(rt);
   r = load_checked(rt, luaL_loadfile(L, path));
   if (r) return r;
   if (!lua_checkstack(L, argc + 2)) {
     lua_pop(L, 1);
     return COIL_ENOMEM;
   }
-  if (!rt->main_task) {
+  if (!rt->run.main_task) {
     /* the global arg, as lua.c sets it for a script */
     lua_createtable(L, argc, 1);
     for (i = 0; i < argc; i++) {
@@ -333,6 +171,7 @@ int coil_spawn_file(coil_runtime *rt, const char *path, int argc,
 int coil_spawn_string(coil_runtime *rt, const char *chunk, const char *name) {
   int r;
   if (!chunk) return COIL_EINVAL;
+  new_run_if_over(rt);
   r = load_checked(rt, luaL_loadbuffer(rt->L, chunk, strlen(chunk),
                                        name ? name : "=(string)"));
   if (r) return r;
@@ -349,6 +188,7 @@ int coil_spawn_call(coil_runtime *rt, int nargs, coil_done_cb done_cb,
   if (nargs < 0 || lua_gettop(L) < nargs + 1 ||
       lua_type(L, -(nargs + 1)) != LUA_TFUNCTION)
     return COIL_EINVAL;
+  new_run_if_over(rt);
   if (done_cb && !(rec = coil__done_record_new(done_cb, ud))) {
     lua_pop(L, nargs + 1);
     return COIL_ENOMEM;
@@ -369,72 +209,43 @@ int coil_spawn_main(coil_runtime *rt, int nargs) {
   if (nargs < 0 || lua_gettop(L) < nargs + 1 ||
       lua_type(L, -(nargs + 1)) != LUA_TFUNCTION)
     return COIL_EINVAL;
+  new_run_if_over(rt);
   r = spawn_function(rt, nargs, 1);
   if (r == 0) lua_pop(L, 1);
   return r;
 }
 
-/* Closes the Lua state and, in own-loop mode, the loop. */
-void coil__after_loop(coil_runtime *rt) {
-  if (!rt->lua_closed && rt->L) {
-    coil__report_unseen_all(rt);
-    lua_close(rt->L);
-    rt->L = NULL;
-    rt->lua_closed = 1;
+int coil_run(coil_runtime *rt) {
+  if (!rt) return 1;
+  if (rt->owns_loop != 1) {
+    coil__message(rt, rt->owns_loop ? "coil_run: the runtime gave up on its "
+                                      "loop (a request never finished)"
+                                    : "coil_run: the runtime is on the "
+                                      "host's loop; the host runs it");
+    return 1;
   }
-  coil__heap_free(rt);
+  new_run_if_over(rt);
+  coil__drive(rt, 1);
+  coil__report_unseen_all(rt);
+  /* after giving up on a stuck request the loop cannot close: the process
+   * is about to exit, and that request with it */
+  if (rt->run.abandoned) rt->owns_loop = 2;
   fflush(stdout);
   fflush(stderr);
-}
-
-int coil_run(coil_runtime *rt) {
-  if (!rt || !rt->owns_loop || rt->phase == PHASE_CLOSED) return COIL_EINVAL;
-  for (;;) {
-    coil__luv_running(rt, 1);
-    uv_run(rt->loop, UV_RUN_DEFAULT);
-    coil__luv_running(rt, 0);
-    if (rt->abandoned) break;
-    /* uv.stop() from a script returns early: not an end, go on */
-    if (uv_loop_alive(rt->loop)) continue;
-    if (rt->phase >= PHASE_CLOSING) break;
-    if (rt->live == 0) {
-      /* nothing left: close what remains (unreferenced handles) */
-      rt->phase = PHASE_CLOSING;
-      coil__close_handles(rt);
-      continue;
-    }
-    coil__deadlock(rt);
-  }
-  if (!uv_is_closing((uv_handle_t *)&rt->grace_timer)) {
-    uv_close((uv_handle_t *)&rt->grace_timer, NULL);
-    if (!rt->abandoned) uv_run(rt->loop, UV_RUN_NOWAIT);
-  }
-  rt->phase = PHASE_CLOSED;
-  coil__after_loop(rt);
-  if (rt->owns_loop) {
-    /* after giving up on a stuck request the loop cannot close: the
-     * process is about to exit, and that request with it */
-    int r = rt->abandoned ? 0 : uv_loop_close(rt->loop);
-    if (r != 0) {
-      fprintf(stderr, "coil: internal error: the loop did not close (%s)\n",
-              uv_strerror(r));
-    }
-    rt->owns_loop = 2; /* closed, or abandoned */
-  }
-  return rt->exit_status;
+  return rt->run.exit_status;
 }
 
 int coil_shutdown(coil_runtime *rt, int status) {
   int expected = 0;
   if (!rt) return COIL_EINVAL;
   /* the first request's status wins, whichever thread gets there first */
-  if (atomic_compare_exchange_strong(&rt->shutdown_claimed, &expected, 1)) {
-    atomic_store(&rt->shutdown_request_status, status);
-    atomic_store(&rt->shutdown_requested, 1);
+  if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1)) {
+    atomic_store(&rt->as.shutdown_request_status, status);
+    atomic_store(&rt->as.shutdown_requested, 1);
     /* Lua code that never yields is reached too (after 50 ms) */
     coil__interrupt_running(rt);
   }
-  if (atomic_load(&rt->wake_ok)) uv_async_send(&rt->async);
+  if (atomic_load(&rt->as.wake_ok)) uv_async_send(&rt->async);
   return 0;
 }
 
@@ -445,34 +256,23 @@ void coil_free(coil_runtime *rt) {
     return;
   }
   coil__signals_uninstall(rt);
-  if (rt->phase < PHASE_CLOSING) {
-    /* a host freeing a runtime it did not shut down: no grace, no hooks */
-    coil__force_all(rt, NULL);
-    coil__close_handles(rt);
-  }
-  if (rt->phase != PHASE_CLOSED) {
+  coil__shutdown_now(rt);
+  if (rt->run.phase != PHASE_CLOSED) {
     if (rt->owns_loop != 1) {
       /* the host's loop finishes the closes; the last one frees */
       rt->free_pending = 1;
       return;
     }
-    while (rt->phase != PHASE_CLOSED) uv_run(rt->loop, UV_RUN_ONCE);
+    while (rt->run.phase != PHASE_CLOSED) uv_run(rt->loop, UV_RUN_ONCE);
   }
-  coil__after_loop(rt);
-  if (rt->owns_loop == 1) {
-    /* the grace timer bounded the teardown: it goes last */
-    if (!uv_is_closing((uv_handle_t *)&rt->grace_timer))
-      uv_close((uv_handle_t *)&rt->grace_timer, NULL);
-    while (uv_loop_close(rt->loop) == UV_EBUSY) uv_run(rt->loop, UV_RUN_ONCE);
-  }
-  free(rt);
+  coil__teardown(rt);
 }
 
 const char *coil_strerror(int code) {
   switch (code) {
   case 0:
     return "success";
-#define XX(c, msg)                                                            \
+#define XX(c, v, msg)                                                          \
   case COIL_##c:                                                              \
     return msg;
     COIL_ERRNO_MAP(XX)
@@ -483,20 +283,9 @@ const char *coil_strerror(int code) {
 }
 
 void coil_die_by_signal(int signo) {
-  sigset_t set;
-  struct sigaction sa;
   fflush(stdout);
   fflush(stderr);
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = SIG_DFL;
-  sigemptyset(&sa.sa_mask);
-  sigaction(signo, &sa, NULL);
-  sigemptyset(&set);
-  sigaddset(&set, signo);
-  sigprocmask(SIG_UNBLOCK, &set, NULL);
-  raise(signo);
-  /* still alive: PID 1 in a container ignores default actions */
-  _exit(128 + signo);
+  coil__die_by_signal(signo);
 }
 
 const char *coil_version_string(void) {

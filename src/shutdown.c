@@ -1,70 +1,153 @@
 /*
- * The shutdown sequence (SPEC §3): announce, drain (stopping + on_shutdown
- * hooks, run by a driver task written in Lua), cancel every task, let cleanup
- * run within the grace, force what is left, close every handle, tear down.
+ * The shutdown (SPEC §3) and the drive of a run. Every layer below may
+ * record a request (coil__request, rt->run's *_wanted fields); only
+ * coil__shutdown_step moves rt->run.phase, the way libuv's uv_run shows
+ * every phase of a loop turn in one function:
  *
- * Requests may come from anywhere: a task, a luv callback, the scheduler, a
- * signal (through the async handle), another thread (coil_shutdown). They
- * only record and schedule; the steps themselves run from loop callbacks.
+ *   RUN ──request──> DRAIN ──cancel_wanted──> CANCEL ──live == 0──> CLOSING
+ *                     (stopping(), hooks)      (grace, force)   (handles) ──> CLOSED
+ *
+ * The step runs after every drain of the ready queue (on_check), after a
+ * wake-up (on_async), after a luv callback, from the grace timer and from
+ * coil_free; coil__drive is the one loop that drives a run, for coil_run
+ * and coil.run alike. This file also owns coil's own handles.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <luv/luv.h>
+
 #include "coil_internal.h"
 
-#define RT_UP(L) ((coil_runtime *)lua_touserdata(L, lua_upvalueindex(1)))
+/* ---- coil's own handles --------------------------------------------------- */
 
-void coil__request_status(coil_runtime *rt, int status) {
-  if (!rt->exit_set) {
-    rt->exit_set = 1;
-    rt->exit_status = status;
+/* The one list of coil's own handles, in closing order (libuv runs close
+ * callbacks newest first, so the last ones here are closed last). */
+static int own_handles(coil_runtime *rt, uv_handle_t **out) {
+  int n = 0;
+  out[n++] = (uv_handle_t *)&rt->async;
+  out[n++] = (uv_handle_t *)&rt->idle;
+  out[n++] = (uv_handle_t *)&rt->check;
+  out[n++] = (uv_handle_t *)&rt->timer;
+  out[n++] = (uv_handle_t *)&rt->grace_timer;
+  if (rt->usr1_started) out[n++] = (uv_handle_t *)&rt->usr1;
+  return n;
+}
+
+static void on_check(uv_check_t *h);
+static void on_async(uv_async_t *h);
+
+/* Opens coil's own handles on rt->loop (again, after a shutdown closed them,
+ * for coil.run in a module). */
+void coil__open_handles(coil_runtime *rt) {
+  uv_idle_init(rt->loop, &rt->idle);
+  uv_check_init(rt->loop, &rt->check);
+  uv_timer_init(rt->loop, &rt->timer);
+  uv_timer_init(rt->loop, &rt->grace_timer);
+  uv_async_init(rt->loop, &rt->async, on_async);
+  rt->idle.data = rt->check.data = rt->timer.data = rt->grace_timer.data =
+      rt->async.data = rt;
+  uv_check_start(&rt->check, on_check);
+  uv_unref((uv_handle_t *)&rt->check);
+  /* On its own loop the runtime ends when nothing is left; on a host's loop
+   * it is a resource, like an open handle, until it is shut down. */
+  if (rt->owns_loop || rt->module) uv_unref((uv_handle_t *)&rt->async);
+  uv_unref((uv_handle_t *)&rt->grace_timer);
+  rt->timer_due = 0;
+  atomic_store(&rt->as.wake_ok, 1);
+}
+
+/* The module's Lua state is closing: close whichever of coil's handles are
+ * still open, each with cb; returns how many. */
+int coil__close_module_handles(coil_runtime *rt, uv_close_cb cb) {
+  uv_handle_t *own[6];
+  int i, n = own_handles(rt, own), closing = 0;
+  atomic_store(&rt->as.wake_ok, 0);
+  for (i = 0; i < n; i++) {
+    /* after a shutdown only the signal handle outlived the run */
+    if ((rt->run.phase == PHASE_CLOSED && own[i] != (uv_handle_t *)&rt->usr1) ||
+        uv_is_closing(own[i]))
+      continue;
+    closing++;
+    uv_close(own[i], cb);
+  }
+  return closing;
+}
+
+/* ---- one run ---------------------------------------------------------------- */
+
+/* Clears everything of the last run, C and Lua side (the stopping() event,
+ * the on_shutdown hooks), so that nothing leaks into the next one. */
+void coil__run_reset(coil_runtime *rt) {
+  int i;
+  if (rt->run.cancel_ref > 0)
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->run.cancel_ref);
+  memset(&rt->run, 0, sizeof rt->run); /* phase RUN */
+  atomic_store(&rt->as.shutdown_claimed, 0);
+  atomic_store(&rt->as.shutdown_requested, 0);
+  atomic_store(&rt->as.count, 0);
+  atomic_store(&rt->as.first, 0);
+  atomic_store(&rt->as.handled, 0);
+  for (i = 0; i < 32; i++) atomic_store(&rt->as.pending[i], 0);
+  if (rt->L) {
+    int hooks = lua_getfield(rt->L, LUA_REGISTRYINDEX, "coil.hooks");
+    lua_pop(rt->L, 1);
+    if (hooks == LUA_TTABLE) coil__call_hook(rt, "new_run", 0, 0);
   }
 }
+
+/* luv refuses a nested uv.run while its context says the loop runs. */
+void coil__luv_running(coil_runtime *rt, int running) {
+  if (rt->L) luv_context(rt->L)->mode = running ? UV_RUN_DEFAULT : -1;
+}
+
+/* ---- the steps ---------------------------------------------------------------- */
 
 static void on_grace(uv_timer_t *timer) {
-  coil__force_all((coil_runtime *)timer->data, "grace");
+  coil_runtime *rt = (coil_runtime *)timer->data;
+  if (!rt->run.force_wanted) {
+    rt->run.force_wanted = 1;
+    rt->run.force_reason = "grace";
+  }
+  coil__shutdown_step(rt);
 }
 
-/* Starts the sequence; the first request's status (or signal) is kept. */
-void coil__request(coil_runtime *rt, int status, int signo,
-                   const char *reason) {
-  lua_State *L = rt->L;
-  coil_task *driver;
-  if (!rt->exit_set) {
-    rt->exit_set = 1;
-    rt->exit_status = status;
-    rt->exit_signal = signo;
+static void ensure_cancel_object(coil_runtime *rt, const char *reason) {
+  if (rt->run.cancel_ref == 0) {
+    coil__new_cancelled(rt->L, reason);
+    rt->run.cancel_ref = luaL_ref(rt->L, LUA_REGISTRYINDEX);
   }
-  if (rt->phase != PHASE_RUN) return;
-  rt->phase = PHASE_DRAIN;
+}
+
+/* Entering step 2: announce, arm the grace, spawn the driver task that
+ * sets stopping() and runs the on_shutdown hooks (they may await). */
+static void begin_drain(coil_runtime *rt) {
+  lua_State *L = rt->L;
+  coil_run_state *run = &rt->run;
+  const char *reason = run->request_reason ? run->request_reason : "shutdown";
+  coil_task *driver;
   uv_update_time(rt->loop);
-  rt->shutdown_started = uv_now(rt->loop);
-  if (signo && !rt->quiet)
+  run->shutdown_started = uv_now(rt->loop);
+  if (run->request_signo && !rt->quiet)
     coil__messagef(rt, "%s received, cancelling %zu task(s) (%s again to force)",
-                   reason, rt->live,
-                   signo == SIGINT ? "Ctrl+C" : reason);
-
+                   reason, run->request_live,
+                   run->request_signo == SIGINT ? "Ctrl+C" : reason);
   luaL_checkstack(L, 4, NULL);
-  coil__new_cancelled(L, reason);
-  rt->cancel_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-
+  ensure_cancel_object(rt, reason);
   if (rt->grace >= 0) {
     /* the loop's cached time may be stale (a long drain, a busy task
      * interrupted by the hook): the grace counts from now */
     uv_update_time(rt->loop);
     uv_timer_start(&rt->grace_timer, on_grace,
                    (uint64_t)(rt->grace * 1000.0 + 0.5), 0);
-    rt->grace_started = 1;
   }
-
-  /* step 2 runs as a task: the hooks may await */
   lua_getfield(L, LUA_REGISTRYINDEX, "coil.hooks");
   lua_getfield(L, -1, "drive");
   lua_remove(L, -2);
   if (!lua_isfunction(L, -1)) {
     lua_pop(L, 1);
-    coil__cancel_all_now(rt);
+    run->cancel_wanted = 1;
     return;
   }
   driver = coil__spawn(L, rt, 0);
@@ -73,12 +156,10 @@ void coil__request(coil_runtime *rt, int status, int signo,
 }
 
 /* Step 3: cancel every live task but the one calling (the driver). */
-void coil__cancel_all_now(coil_runtime *rt) {
+static void cancel_every_task(coil_runtime *rt) {
   lua_State *L = rt->L;
   int top = lua_gettop(L);
-  if (rt->phase >= PHASE_CANCEL) return;
-  rt->phase = PHASE_CANCEL;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->cancel_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->run.cancel_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
   lua_pushnil(L);
   while (lua_next(L, top + 2)) {
@@ -92,50 +173,36 @@ void coil__cancel_all_now(coil_runtime *rt) {
     lua_pop(L, 1);
   }
   lua_settop(L, top);
-  coil__shutdown_progress(rt);
 }
 
-static int l_cancel_all(lua_State *L) {
-  coil__cancel_all_now(RT_UP(L));
-  return 0;
-}
-
-void coil__shutdown_progress(coil_runtime *rt) {
-  if (rt->phase == PHASE_CANCEL && rt->live == 0) {
-    rt->phase = PHASE_CLOSING;
-    coil__close_handles(rt);
-  }
-}
-
-/* Step 5: closes every live task by force, naming each with where it was
- * stuck (unless why is NULL: a host freeing a runtime). */
-void coil__force_all(coil_runtime *rt, const char *why) {
-  lua_State *L = rt->L;
+/* Drops the ready queue at once (forced tasks do not run again). */
+static void drop_ready(coil_runtime *rt) {
   coil_task *t;
-  int round;
-  if (rt->forced || !L) return;
-  rt->forced = 1;
-  if (rt->phase < PHASE_CANCEL) {
-    if (rt->cancel_ref == 0) {
-      coil__new_cancelled(L, "shutdown");
-      rt->cancel_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-    if (rt->phase < PHASE_CANCEL) rt->phase = PHASE_CANCEL;
-  }
-  uv_timer_stop(&rt->grace_timer);
-  /* forced tasks leave the ready queue all at once */
   while ((t = rt->ready_head) != NULL) {
     rt->ready_head = t->next_ready;
     t->next_ready = NULL;
   }
   rt->ready_tail = NULL;
+}
+
+/* Step 5: closes every live task by force, naming each with where it was
+ * stuck (unless why is NULL: a host freeing a runtime). */
+static void force_all(coil_runtime *rt, const char *why) {
+  lua_State *L = rt->L;
+  coil_task *t;
+  int round;
+  if (rt->run.forced || !L) return;
+  rt->run.forced = 1;
+  uv_timer_stop(&rt->grace_timer);
+  drop_ready(rt);
   uv_idle_stop(&rt->idle);
   /* cleanup of forced tasks may spawn more; they are born cancelled and
    * forced in the next round */
   for (round = 0; round < 8 && rt->live > 0; round++) {
     size_t n, i;
     coil_task **all = coil__live_tasks(rt, &n);
-    double secs = (double)(uv_now(rt->loop) - rt->shutdown_started) / 1000.0;
+    double secs =
+        (double)(uv_now(rt->loop) - rt->run.shutdown_started) / 1000.0;
     for (i = 0; i < n; i++) {
       t = all[i];
       if (t->state == TASK_DONE) continue;
@@ -155,132 +222,207 @@ void coil__force_all(coil_runtime *rt, const char *why) {
       coil__force(rt, t);
     }
     free(all);
-    /* tasks spawned meanwhile sit in the ready queue: drop it again */
-    while ((t = rt->ready_head) != NULL) {
-      rt->ready_head = t->next_ready;
-      t->next_ready = NULL;
-    }
-    rt->ready_tail = NULL;
+    drop_ready(rt); /* tasks spawned meanwhile */
   }
-  coil__shutdown_progress(rt);
 }
-
-/* ---- closing handles ---------------------------------------------------- */
 
 static void on_linger(uv_timer_t *timer) {
   coil_runtime *rt = (coil_runtime *)timer->data;
   if (!rt->quiet)
     coil__message(rt, "a request still in flight did not finish; not "
                       "waiting for it any longer");
-  rt->abandoned = 1;
+  rt->run.abandoned = 1;
   uv_stop(rt->loop);
 }
 
 static void on_own_closed(uv_handle_t *h) {
   coil_runtime *rt = (coil_runtime *)h->data;
-  if (--rt->closing_count > 0) return;
-  rt->phase = PHASE_CLOSED;
-  if (!rt->closed_notified) {
-    rt->closed_notified = 1;
+  if (--rt->run.closing_count > 0) return;
+  coil__shutdown_step(rt);
+}
+
+/* Step 6: closes coil's own handles and then, through the Lua half, every
+ * handle the script opened (libuv runs close callbacks newest first, so
+ * coil's own come last and on_closed sees everything closed). */
+static void close_handles(coil_runtime *rt) {
+  uv_handle_t *own[6];
+  int i, n = own_handles(rt, own);
+  rt->run.handles_closing = 1;
+  atomic_store(&rt->as.wake_ok, 0);
+  for (i = 0; i < n; i++) {
+    if (own[i] == (uv_handle_t *)&rt->grace_timer &&
+        (rt->owns_loop || rt->module)) {
+      /* The grace timer now bounds the wait for what the loop still runs:
+       * a request stuck in a threadpool (a read from a FIFO, say) must not
+       * keep a shutting-down process alive. The drive closes it last. */
+      uv_update_time(rt->loop);
+      uv_timer_start(&rt->grace_timer, on_linger,
+                     (uint64_t)((rt->grace > 1 ? rt->grace : 1) * 1000.0), 0);
+      continue;
+    }
+    if (uv_is_closing(own[i])) continue;
+    rt->run.closing_count++;
+    uv_close(own[i], on_own_closed);
+  }
+  rt->usr1_started = 0;
+  if (rt->L) coil__call_hook(rt, "close_handles", 0, 0);
+}
+
+/* The run is over: tell the host (on_closed), which may free the runtime
+ * from the callback; that is done here, after it returned. */
+static void notify_closed(coil_runtime *rt) {
+  if (!rt->run.closed_notified) {
+    rt->run.closed_notified = 1;
     if (rt->on_closed && !rt->free_pending) {
-      /* the host may coil_free(rt) from on_closed: that is deferred to
-       * here, after the callback returned */
       rt->in_on_closed = 1;
-      rt->on_closed(rt, rt->exit_status, rt->ud);
+      rt->on_closed(rt, rt->run.exit_status, rt->ud);
       rt->in_on_closed = 0;
     }
   }
-  if (rt->free_pending) {
-    rt->free_pending = 0;
-    coil_free(rt);
-  }
+  if (rt->free_pending) coil__teardown(rt);
 }
 
-static void close_own(coil_runtime *rt, uv_handle_t *h) {
-  if (uv_is_closing(h)) return;
-  rt->closing_count++;
-  uv_close(h, on_own_closed);
+/* Frees a runtime whose run is over (coil_free, or a free that had to wait
+ * for the closes): what is left to report, the Lua state, the own loop. */
+void coil__teardown(coil_runtime *rt) {
+  if (!rt->lua_closed && rt->L) {
+    coil__report_unseen_all(rt);
+    lua_close(rt->L);
+    rt->L = NULL;
+    rt->lua_closed = 1;
+  }
+  coil__heap_free(rt);
+  fflush(stdout);
+  fflush(stderr);
+  if (rt->owns_loop == 1) {
+    /* the grace timer bounded the teardown: it goes last */
+    if (!uv_is_closing((uv_handle_t *)&rt->grace_timer))
+      uv_close((uv_handle_t *)&rt->grace_timer, NULL);
+    while (uv_loop_close(rt->loop) == UV_EBUSY) uv_run(rt->loop, UV_RUN_ONCE);
+  }
+  free(rt);
 }
 
-/* Step 6: closes coil's own handles and then, through luv, every handle the
- * script opened (libuv runs close callbacks newest first, so coil's own
- * come last and on_closed sees everything closed). */
-void coil__close_handles(coil_runtime *rt) {
-  if (rt->handles_closing) return;
-  rt->handles_closing = 1;
-  if (rt->phase < PHASE_CLOSING) rt->phase = PHASE_CLOSING;
-  atomic_store(&rt->wake_ok, 0);
-  close_own(rt, (uv_handle_t *)&rt->async);
-  close_own(rt, (uv_handle_t *)&rt->idle);
-  close_own(rt, (uv_handle_t *)&rt->check);
-  close_own(rt, (uv_handle_t *)&rt->timer);
-  if (rt->owns_loop || rt->module) {
-    /* The grace timer now bounds the wait for what the loop still runs: a
-     * request stuck in a threadpool (a read from a FIFO, say) must not keep
-     * a shutting-down process alive. coil_run closes it last. */
-    uv_update_time(rt->loop);
-    uv_timer_start(&rt->grace_timer, on_linger,
-                   (uint64_t)((rt->grace > 1 ? rt->grace : 1) * 1000.0), 0);
-  } else {
-    close_own(rt, (uv_handle_t *)&rt->grace_timer);
+/* Advances the §3 sequence as far as what was requested and the state of
+ * the tasks allow. The only writer of rt->run.phase. Re-entrant calls (Lua
+ * code run by a step asking for more) return; the outer call goes on. */
+void coil__shutdown_step(coil_runtime *rt) {
+  coil_run_state *run = &rt->run;
+  if (run->stepping) return;
+  run->stepping = 1;
+  for (;;) {
+    int from = run->phase;
+    switch (run->phase) {
+    case PHASE_RUN:
+      if (run->force_wanted && !run->requested) {
+        /* a host freeing a running runtime: no hooks, no grace */
+        ensure_cancel_object(rt, "shutdown");
+        run->phase = PHASE_CANCEL;
+      } else if (run->requested) {
+        run->phase = PHASE_DRAIN;
+        begin_drain(rt);
+      } else if (run->close_wanted) {
+        run->phase = PHASE_CLOSING; /* nothing left: close what remains */
+        close_handles(rt);
+      }
+      break;
+    case PHASE_DRAIN:
+      if (run->force_wanted) {
+        run->phase = PHASE_CANCEL; /* forcing does the cancelling */
+      } else if (run->cancel_wanted) {
+        run->phase = PHASE_CANCEL;
+        cancel_every_task(rt);
+      }
+      break;
+    case PHASE_CANCEL:
+      if (run->force_wanted) force_all(rt, run->force_reason);
+      if (rt->live == 0 || run->close_wanted) {
+        run->phase = PHASE_CLOSING;
+        close_handles(rt);
+      }
+      break;
+    case PHASE_CLOSING:
+      if (run->abandoned) {
+        run->phase = PHASE_CLOSED; /* the process is about to exit */
+      } else if (run->closing_count == 0) {
+        run->phase = PHASE_CLOSED;
+        run->stepping = 0;
+        notify_closed(rt); /* may free rt */
+        return;
+      }
+      break;
+    default:
+      break;
+    }
+    if (run->phase == from) break;
   }
-  if (rt->usr1_started) {
-    close_own(rt, (uv_handle_t *)&rt->usr1);
-    rt->usr1_started = 0;
+  run->stepping = 0;
+}
+
+/* A host freeing a runtime it did not shut down: no grace, no hooks. */
+void coil__shutdown_now(coil_runtime *rt) {
+  if (rt->run.phase >= PHASE_CLOSING) return;
+  if (!rt->run.force_wanted) {
+    rt->run.force_wanted = 1;
+    rt->run.force_reason = NULL;
   }
-  if (rt->L) coil__call_hook(rt, "close_handles", 0, 0);
+  rt->run.close_wanted = 1;
+  coil__shutdown_step(rt);
 }
 
 /* ---- deadlock ------------------------------------------------------------ */
 
-/* The loop ran dry while tasks are alive. Returns 1 after acting: waiting
- * for a signal (keep the loop alive), or report and cancel them, or, when
- * cleanup itself is stuck, force it. */
-int coil__deadlock(coil_runtime *rt) {
+/* The loop ran dry while tasks are alive. Acts: waits for a signal (keeps
+ * the loop alive), or reports and cancels them, or, when cleanup itself is
+ * stuck, forces it. */
+static void deadlock(coil_runtime *rt) {
   lua_State *L = rt->L;
   size_t n, i;
   coil_task **all;
   /* a request that came while the loop ran dry (its wake-up handle does not
    * keep an own loop alive) is acted on, not mistaken for a deadlock */
-  if (atomic_load(&rt->shutdown_requested) ||
-      atomic_load(&rt->sig_handled) < atomic_load(&rt->sig_count) ||
+  if (atomic_load(&rt->as.shutdown_requested) ||
+      atomic_load(&rt->as.handled) < atomic_load(&rt->as.count) ||
       coil__signals_pending(rt)) {
-    coil__on_async(rt);
-    return 1;
+    on_async(&rt->async);
+    return;
   }
-  if (rt->phase == PHASE_RUN && rt->signals && !rt->async_reffed &&
+  if (rt->run.phase == PHASE_RUN && rt->signals && !rt->run.async_reffed &&
       rt->owns_loop &&
       coil__call_hook(rt, "waiting_for_signal", 0, 1) == LUA_OK) {
     int waiting = lua_toboolean(L, -1);
     lua_pop(L, 1);
     if (waiting) {
       uv_ref((uv_handle_t *)&rt->async);
-      rt->async_reffed = 1;
-      return 1;
+      rt->run.async_reffed = 1;
+      return;
     }
   }
-  if (rt->phase >= PHASE_CANCEL || rt->phase == PHASE_DRAIN) {
+  if (rt->run.phase >= PHASE_DRAIN) {
     if (!rt->quiet)
       coil__messagef(rt,
                      "deadlock during shutdown: %zu task(s) waiting with "
                      "nothing to wake them",
                      rt->live);
-    coil__force_all(rt, "deadlock");
-    if (rt->live == 0) return 1;
-    coil__close_handles(rt);
-    return 1;
+    if (!rt->run.force_wanted) {
+      rt->run.force_wanted = 1;
+      rt->run.force_reason = "deadlock";
+    }
+    coil__shutdown_step(rt);
+    if (rt->live == 0) return;
+    rt->run.close_wanted = 1;
+    coil__shutdown_step(rt);
+    return;
   }
   all = coil__live_tasks(rt, &n);
-  rt->deadlocked = 1;
+  rt->run.deadlocked = 1;
   lua_pushfstring(L, "deadlock: %d task(s) waiting with nothing to wake them",
                   (int)rt->live);
   for (i = 0; i < n; i++) {
     coil_task *t = all[i];
-    static const char *const waits[] = {"", "sleep", "await", "shield",
-                                        "wait"};
     coil__push_name(L, t);
     lua_pushfstring(L, "\ntask '%s' waits in %s at:", lua_tostring(L, -1),
-                    waits[t->wait]);
+                    coil__wait_names[t->wait]);
     lua_remove(L, -2);
     if (t->co) {
       luaL_traceback(L, t->co, NULL, 0);
@@ -295,18 +437,16 @@ int coil__deadlock(coil_runtime *rt) {
   lua_pop(L, 1);
   free(all);
   coil__request(rt, 1, 0, "deadlock");
-  return 1;
+  coil__shutdown_step(rt);
 }
-
-/* ---- wake-ups from other threads and signals -------------------------------- */
 
 /* Host-loop mode has no uv_run of its own to run dry: after each drain, a
  * runtime with tasks alive but none ready or sleeping, no request in flight
  * on the loop and none of its luv handles active is deadlocked. */
-void coil__check_quiescent(coil_runtime *rt) {
+static void check_quiescent(coil_runtime *rt) {
   int busy = 1;
   if (rt->owns_loop || rt->module || rt->live == 0 || rt->ready_head ||
-      rt->sleepers.len > 0 || rt->phase >= PHASE_CLOSING ||
+      rt->sleepers.len > 0 || rt->run.phase >= PHASE_CLOSING ||
       rt->loop->active_reqs.count > 0)
     return;
   if (coil__call_hook(rt, "busy", 0, 1) == LUA_OK) {
@@ -314,45 +454,89 @@ void coil__check_quiescent(coil_runtime *rt) {
     lua_pop(rt->L, 1);
   }
   if (busy) return;
-  if (rt->phase == PHASE_RUN &&
+  if (rt->run.phase == PHASE_RUN &&
       coil__call_hook(rt, "waiting_for_signal", 0, 1) == LUA_OK) {
     int waiting = lua_toboolean(rt->L, -1);
     lua_pop(rt->L, 1);
     if (waiting) return; /* for coil_shutdown from the host */
   }
-  coil__deadlock(rt);
+  deadlock(rt);
 }
 
-void coil__on_async(coil_runtime *rt) {
-  if (rt->async_reffed && rt->owns_loop) {
+/* ---- the loop's entry points ------------------------------------------------ */
+
+/* After each poll: run the ready tasks, then act on what they asked for. */
+static void on_check(uv_check_t *h) {
+  coil_runtime *rt = (coil_runtime *)h->data;
+  int emptied = coil__run_ready(rt);
+  coil__shutdown_step(rt);
+  if (emptied && rt->L) check_quiescent(rt);
+}
+
+/* A wake-up from coil_shutdown (any thread) or a signal handler. */
+static void on_async(uv_async_t *h) {
+  coil_runtime *rt = (coil_runtime *)h->data;
+  if (rt->run.async_reffed && rt->owns_loop) {
     uv_unref((uv_handle_t *)&rt->async);
-    rt->async_reffed = 0;
+    rt->run.async_reffed = 0;
   }
-  if (atomic_exchange(&rt->shutdown_requested, 0)) {
-    int status = atomic_load(&rt->shutdown_request_status);
-    if (rt->phase == PHASE_RUN) coil__request(rt, status, 0, "shutdown");
+  if (atomic_exchange(&rt->as.shutdown_requested, 0)) {
+    int status = atomic_load(&rt->as.shutdown_request_status);
+    if (rt->run.phase == PHASE_RUN) coil__request(rt, status, 0, "shutdown");
   }
   coil__signals_poll(rt);
+  coil__shutdown_step(rt);
+}
+
+/* The one loop that drives a run (coil_run, coil.run): until every task is
+ * done (close_when_done: and every handle closed), telling a deadlock from
+ * a wait for a signal when the loop runs dry. */
+void coil__drive(coil_runtime *rt, int close_when_done) {
+  for (;;) {
+    coil__luv_running(rt, 1);
+    uv_run(rt->loop, UV_RUN_DEFAULT);
+    coil__luv_running(rt, 0);
+    if (rt->run.abandoned) break;
+    if (uv_loop_alive(rt->loop)) continue; /* uv.stop() from a script */
+    if (rt->run.phase >= PHASE_CLOSING) break;
+    if (rt->live == 0) {
+      if (!close_when_done) break;
+      rt->run.close_wanted = 1; /* close what remains (unreferenced) */
+      coil__shutdown_step(rt);
+      continue;
+    }
+    deadlock(rt);
+  }
+  if (rt->run.phase >= PHASE_CLOSING &&
+      !uv_is_closing((uv_handle_t *)&rt->grace_timer)) {
+    /* the linger timer goes last; a next coil.run reopens everything */
+    uv_close((uv_handle_t *)&rt->grace_timer, NULL);
+    if (!rt->run.abandoned) uv_run(rt->loop, UV_RUN_NOWAIT);
+  }
+  coil__shutdown_step(rt);
 }
 
 /* ---- Lua functions -------------------------------------------------------------- */
 
-static int status_of(lua_State *L, int idx) {
+/* The status argument of coil.shutdown / os.exit. */
+static int status_arg(lua_State *L, int idx) {
+  int status;
   if (lua_isnoneornil(L, idx)) return 0;
-  if (lua_isboolean(L, idx)) return lua_toboolean(L, idx) ? 0 : 1;
-  if (!lua_isinteger(L, idx)) {
+  status = coil__status_of(L, idx);
+  if (status < 0) {
     lua_pushfstring(L, "coil: exit status must be an integer or a boolean, "
                        "got %s",
                     luaL_typename(L, idx));
     lua_error(L);
   }
-  return (int)(lua_tointeger(L, idx) & 0xff);
+  return status;
 }
 
 /* coil.shutdown([status]): start the sequence; returns at once. */
 static int l_shutdown(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
-  coil__request(rt, status_of(L, 1), 0, "shutdown");
+  coil__request(rt, status_arg(L, 1), 0, "shutdown");
+  coil__shutdown_step(rt);
   return 0;
 }
 
@@ -360,8 +544,9 @@ static int l_shutdown(lua_State *L) {
  * runs) by a Cancelled that step 3 does not repeat. */
 static int l_exit(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
-  int status = status_of(L, 1);
+  int status = status_arg(L, 1);
   coil__request(rt, status, 0, "exit");
+  coil__shutdown_step(rt);
   if (rt->current) {
     rt->current->flags |= TF_SHUTDOWN_CANCELLED;
     rt->current->cancels++;
@@ -371,7 +556,15 @@ static int l_exit(lua_State *L) {
   return lua_error(L);
 }
 
-/* coil._report(text): a coil message on stderr. */
+/* coil._cancel_all(): the driver is done with step 2. */
+static int l_cancel_all(lua_State *L) {
+  coil_runtime *rt = RT_UP(L);
+  rt->run.cancel_wanted = 1;
+  coil__shutdown_step(rt);
+  return 0;
+}
+
+/* coil._report(text): a coil message (stderr, or the host's on_message). */
 static int l_report(lua_State *L) {
   coil__message(RT_UP(L), luaL_checkstring(L, 1));
   return 0;
@@ -381,7 +574,7 @@ static int l_report(lua_State *L) {
 static int l_phase(lua_State *L) {
   static const char *const names[] = {"run", "drain", "cancel", "closing",
                                       "closed"};
-  lua_pushstring(L, names[RT_UP(L)->phase]);
+  lua_pushstring(L, names[RT_UP(L)->run.phase]);
   return 1;
 }
 

@@ -8,7 +8,6 @@
 
 #include "coil_internal.h"
 
-#define RT_UP(L) ((coil_runtime *)lua_touserdata(L, lua_upvalueindex(1)))
 
 static int before(const coil_task *a, const coil_task *b) {
   return a->deadline < b->deadline ||

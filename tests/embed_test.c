@@ -3,6 +3,7 @@
  * another program and its loop. Each case runs in its own process.
  */
 #include <pthread.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <lauxlib.h>
@@ -399,7 +400,6 @@ static void test_status_and_strerror(void) {
   CHECK_EQ(coil_spawn_string(rt, "return 3", "=main"), 0);
   CHECK_EQ(coil_run(rt), 3);
   CHECK_EQ(coil_exit_signal(rt), 0);
-  CHECK_EQ(coil_run(rt), COIL_EINVAL); /* once */
   coil_free(rt);
 
   coil_config_init(&cfg);
@@ -594,7 +594,178 @@ static void test_plugin_cannot_stop_the_host_loop(void) {
   CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
+
+/* ---- error codes and messages (SPEC 5) ------------------------------------- */
+
+/* Every COIL_E* is named by coil_strerror and never mistaken for another
+ * libuv error: either libuv's own code for the same meaning, or outside
+ * libuv's error space (uv_err_name does not know it). */
+static void test_error_codes_outside_libuv(void) {
+  static const struct {
+    int code;
+    const char *name;
+  } codes[] = {
+#define XX(c, v, msg) {COIL_##c, #c},
+      COIL_ERRNO_MAP(XX)
+#undef XX
+  };
+  char buf[64];
+  size_t i, j;
+  for (i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+    const char *uvname = uv_err_name_r(codes[i].code, buf, sizeof buf);
+    CHECK(codes[i].code < 0);
+    CHECK(strcmp(coil_strerror(codes[i].code), "unknown error") != 0);
+    if (strncmp(uvname, "Unknown", 7) != 0) {
+      /* libuv knows it: then it is libuv's code of the same name */
+      CHECK(strcmp(uvname, codes[i].name) == 0);
+    } else {
+      CHECK(codes[i].code < UV_ERRNO_MAX);
+    }
+    for (j = 0; j < i; j++) CHECK(codes[i].code != codes[j].code);
+  }
+  CHECK(strcmp(uv_err_name(COIL_EINVAL), "EINVAL") == 0);
+  CHECK(strcmp(coil_strerror(COIL_ELOAD),
+               "the code could not be loaded (missing file or syntax "
+               "error)") == 0);
+  CHECK(strcmp(coil_strerror(1), "unknown error") == 0);
+}
+
+typedef struct {
+  char text[8192];
+  int lines;
+} message_log;
+
+static void collect_message(coil_runtime *rt, const char *line, void *ud) {
+  message_log *log = (message_log *)ud;
+  size_t used = strlen(log->text);
+  (void)rt;
+  CHECK(strchr(line, '\n') == NULL); /* one line per call */
+  snprintf(log->text + used, sizeof log->text - used, "%s\n", line);
+  log->lines++;
+}
+
+/* Runs code in an own-loop runtime whose messages go to log; returns the
+ * exit status. */
+static int run_with_log(const char *code, message_log *log) {
+  coil_config cfg;
+  coil_runtime *rt;
+  int status;
+  coil_config_init(&cfg);
+  cfg.grace = 0.2;
+  cfg.on_message = collect_message;
+  cfg.ud = log;
+  CHECK_EQ(coil_new(&rt, &cfg), 0);
+  CHECK_EQ(coil_spawn_string(rt, code, "=plugin"), 0);
+  status = coil_run(rt);
+  coil_free(rt);
+  return status;
+}
+
+/* With on_message set, every line coil would write to stderr goes there
+ * and nothing to stderr: reports, tracebacks, deadlocks, forcing. */
+static void test_every_message_through_on_message(void) {
+  static message_log log;
+  char path[] = "/tmp/coil-stderr-XXXXXX";
+  int fd = mkstemp(path), saved = dup(2);
+  struct stat st;
+  CHECK(fd >= 0 && saved >= 0);
+  unlink(path);
+  CHECK(dup2(fd, 2) == 2);
+
+  /* an unseen error, a swallowed cancellation, the main task's error */
+  CHECK_EQ(run_with_log("local coil = require 'coil'\n"
+                        "coil.spawn(function() error('lost') end)\n"
+                        "local t = coil.spawn(function()\n"
+                        "  pcall(coil.sleep, 10) end)\n"
+                        "coil.sleep(0.01); t:cancel(); coil.sleep(0.01)\n"
+                        "coil._report('one\\ntwo')\n"
+                        "error('main fails')\n",
+                        &log),
+           1);
+  /* a deadlock, a shutdown on it, a task forced after the grace */
+  CHECK_EQ(run_with_log("local coil = require 'coil'\n"
+                        "coil.spawn(function()\n"
+                        "  coil.defer(function() while true do\n"
+                        "    pcall(coil.sleep, 10) end end)\n"
+                        "  coil._park() end)\n"
+                        "coil._park()\n",
+                        &log),
+           1);
+
+  fflush(stderr);
+  CHECK(fstat(fd, &st) == 0);
+  dup2(saved, 2);
+  if (st.st_size != 0) fprintf(stderr, "stderr got %ld bytes\n", (long)st.st_size);
+  CHECK_EQ(st.st_size, 0);
+  close(fd);
+  close(saved);
+
+  CHECK(strstr(log.text, "coil: task 'task-2' failed and nobody awaited it: ") != NULL);
+  if (getenv("SHOW")) fputs(log.text, stdout), fflush(stdout);
+  CHECK(strstr(log.text, "coil: task 'task-3' swallowed its cancellation") != NULL);
+  CHECK(strstr(log.text, "\ncoil: one\n  two\n") != NULL);
+  CHECK(strstr(log.text, "\ncoil: plugin:7: main fails\n  stack traceback") != NULL);
+  CHECK(strstr(log.text, "\ncoil: deadlock: 2 task(s) waiting") != NULL);
+  CHECK(strstr(log.text, "\ncoil: deadlock during shutdown") != NULL ||
+        strstr(log.text, "closed by force") != NULL);
+  CHECK(log.lines > 10);
+}
+
+/* coil_run returns a status, never an error code: a host-loop runtime is
+ * not the caller's to run. */
+static void test_run_returns_only_a_status(void) {
+  uv_loop_t loop;
+  closed_record rec = {0, 0};
+  coil_runtime *rt;
+  CHECK_EQ(uv_loop_init(&loop), 0);
+  rt = new_plugin(&loop, &rec, NULL);
+  CHECK_EQ(coil_run(rt), 1);
+  CHECK_EQ(coil_run(NULL), 1);
+  coil_free(rt);
+  while (uv_loop_close(&loop) == UV_EBUSY) uv_run(&loop, UV_RUN_ONCE);
+}
+
+/* A runtime that ran and was shut down runs again with nothing of the last
+ * run: not the stopping() event, not the hooks, not the exit status. */
+static void test_runs_again_cleanly(void) {
+  coil_runtime *rt;
+  CHECK_EQ(coil_new(&rt, NULL), 0);
+  CHECK_EQ(coil_spawn_string(rt,
+                             "local coil = require 'coil'\n"
+                             "hooks = 0\n"
+                             "coil.on_shutdown(function() hooks = hooks + 1 end)\n"
+                             "coil.shutdown(3); coil.sleep(10)\n",
+                             "=first"),
+           0);
+  CHECK_EQ(coil_run(rt), 3);
+  CHECK_EQ(global_int(rt, "hooks"), 1);
+  /* a second run: the hook of a run that ended without a shutdown is
+   * not carried into the third */
+  CHECK_EQ(coil_spawn_string(rt,
+                             "local coil = require 'coil'\n"
+                             "coil.on_shutdown(function() hooks = hooks + 10 end)\n"
+                             "return coil.stopping():is_set() and 9 or 0\n",
+                             "=second"),
+           0);
+  CHECK_EQ(coil_run(rt), 0);
+  CHECK_EQ(coil_run(rt), 0); /* nothing to do: a run that ends at once */
+  CHECK_EQ(coil_spawn_string(rt,
+                             "local coil = require 'coil'\n"
+                             "assert(not coil.stopping():is_set())\n"
+                             "coil.shutdown(5); coil.sleep(10)\n",
+                             "=third"),
+           0);
+  CHECK_EQ(coil_run(rt), 5);
+  CHECK_EQ(global_int(rt, "hooks"), 1);
+  coil_free(rt);
+}
+
 static const test_case cases[] = {
+    {"run_returns_only_a_status", test_run_returns_only_a_status},
+    {"runs_again_cleanly", test_runs_again_cleanly},
+    {"error_codes_outside_libuv", test_error_codes_outside_libuv},
+    {"every_message_through_on_message",
+     test_every_message_through_on_message},
     {"free_from_on_closed", test_free_from_on_closed},
     {"memory_limit_counts_live_data_only",
      test_memory_limit_counts_live_data_only},

@@ -24,7 +24,8 @@ end
 -- coil.process loaded on first use.
 coil.await = require "coil.await"
 do
-  local lazy = { fs = "coil.fs", net = "coil.net", process = "coil.process" }
+  local lazy = { fs = "coil.fs", net = "coil.net", process = "coil.process",
+                 io = "coil.io" }
   local mt = getmetatable(coil) or {}
   local index = mt.__index
   mt.__index = function(t, key)

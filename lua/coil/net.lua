@@ -1,260 +1,23 @@
 --- coil.net: TCP clients and servers as awaiting calls, over IPv4 and IPv6,
--- names resolved by libuv's resolver (uv_getaddrinfo). The stream type here
--- also carries a child process's pipes (coil.process).
---
--- Streams read only while a task waits for data (the handle is idle, and
--- keeps nothing alive, otherwise), and a write returns once libuv has handed
--- its data to the kernel: a slow reader makes the writer wait, so memory
--- stays bounded by what the tasks themselves hold.
+-- names resolved by libuv's resolver (uv_getaddrinfo). Connections are
+-- coil.stream streams (lua/coil/stream.lua).
 local core = require "coil"
 local uv = require "luv"
 require "coil.await"
+local stream_mod = require "coil.stream"
 
 local await, uv_error = core._await, core._uv_error
-local current, park, wake, spawn, defer = core.current, core._park, core._wake, core.spawn, core.defer
-local type, error, pcall, tostring, ipairs, pairs, next =
-  type, error, pcall, tostring, ipairs, pairs, next
+local current, spawn, defer = core.current, core.spawn, core.defer
+local type, error, pcall, tostring, ipairs, pairs =
+  type, error, pcall, tostring, ipairs, pairs
 local setmetatable, getmetatable = setmetatable, getmetatable
-local concat = table.concat
 local math_type = math.type
+local new_stream = stream_mod.new
 
 local M = {}
 
-local ECANCELED = uv_error "ECANCELED"
-local EOF = uv_error "EOF"
-local EPIPE = uv_error "EPIPE"
-
--- Streams ------------------------------------------------------------------
-
-local Stream = { __name = "coil.stream" }
-Stream.__index = Stream
-
-function Stream:__tostring()
-  return ("coil.stream (%s%s)"):format(self.name, self.closed and ", closed" or "")
-end
-
-local function stop_reading(self)
-  if self.reading then
-    self.reading = false
-    if not self.handle:is_closing() then self.handle:read_stop() end
-  end
-end
-
-local function close_handle(self)
-  stop_reading(self)
-  if not self.handle:is_closing() then self.handle:close() end
-end
-
--- Reading is stopped after every event: the data waits in the buffer, and a
--- stream nobody reads is idle.
-local function on_read(self, err, data)
-  if err then
-    self.err = uv_error(err)
-  elseif data then
-    local tail = self.tail + 1
-    self.tail = tail
-    self.chunks[tail] = data
-    self.size = self.size + #data
-  else
-    self.eof = true
-  end
-  stop_reading(self)
-  if (err or not data) and self.close_on_eof then close_handle(self) end
-  local reader = self.reader
-  if reader then
-    self.reader = nil
-    wake(reader)
-  end
-end
-
---- Wraps a connected luv stream handle (tcp or pipe). `name` names it in
--- messages; `close_on_eof` closes the handle at the end of the data (the
--- read side of a child's pipe). Internal: coil.process uses it.
-function M._stream(handle, name, close_on_eof)
-  local self = setmetatable({
-    handle = handle, name = name or tostring(handle), close_on_eof = close_on_eof,
-    chunks = {}, head = 1, tail = 0, off = 1, size = 0,
-    eof = false, err = nil, reader = nil, reading = false, closed = false,
-  }, Stream)
-  self.on_read = function(err, data) on_read(self, err, data) end
-  return self
-end
-local new_stream = M._stream
-
-local function check_stream(self, what)
-  if getmetatable(self) ~= Stream then
-    error("coil: stream:" .. what .. " expects a stream (use stream:" .. what .. "(...))", 3)
-  end
-  if self.closed then error("coil: stream:" .. what .. " on a closed stream", 3) end
-  if not current() then
-    error("coil: stream:" .. what .. " must be called from inside a task", 3)
-  end
-end
-
--- Waits for more data; false at the end, on an error or once closed.
-local function fill(self, what)
-  if self.eof or self.err or self.closed or self.handle:is_closing() then
-    return false
-  end
-  if self.reader then
-    error("coil: stream:" .. what .. ": another task is already reading this stream", 3)
-  end
-  if not self.reading then
-    local ok, err = self.handle:read_start(self.on_read)
-    if not ok then
-      self.err = err
-      return false
-    end
-    self.reading = true
-  end
-  local me = current()
-  self.reader = me
-  local ok, err = pcall(park)
-  if self.reader == me then self.reader = nil end
-  if not ok then
-    stop_reading(self)
-    error(err, 0)
-  end
-  return true
-end
-
--- Removes and returns the first n buffered bytes (n <= size).
-local function take(self, n)
-  local chunks, parts = self.chunks, {}
-  self.size = self.size - n
-  while n > 0 do
-    local head, off = self.head, self.off
-    local chunk = chunks[head]
-    local avail = #chunk - off + 1
-    if avail <= n then
-      parts[#parts + 1] = off == 1 and chunk or chunk:sub(off)
-      chunks[head] = nil
-      self.head, self.off = head + 1, 1
-      n = n - avail
-    else
-      parts[#parts + 1] = chunk:sub(off, off + n - 1)
-      self.off = off + n
-      n = 0
-    end
-  end
-  if self.head > self.tail then self.head, self.tail = 1, 0 end
-  return #parts == 1 and parts[1] or concat(parts)
-end
-
--- How many buffered bytes up to and including the first "\n" at or after
--- byte `from` (0-based count of bytes already known to hold none); nil if
--- there is none yet.
-local function find_newline(self, from)
-  local base, chunks = 0, self.chunks
-  for i = self.head, self.tail do
-    local chunk = chunks[i]
-    local start = i == self.head and self.off or 1
-    local len = #chunk - start + 1
-    if base + len > from then
-      local s = start
-      if from > base then s = start + (from - base) end
-      local p = chunk:find("\n", s, true)
-      if p then return base + (p - start) + 1 end
-    end
-    base = base + len
-  end
-end
-
---- ⏳ stream:read() -> the next chunk of data as it arrived.
--- @return a string; nil at the end of the stream; nil, err on failure
--- (a closed connection is the end, a reset is "ECONNRESET: …")
--- @raise on a closed stream, or when another task is reading it already
-function Stream:read()
-  check_stream(self, "read")
-  while self.size == 0 do
-    if not fill(self, "read") then return nil, self.err end
-  end
-  if self.off == 1 and self.head == self.tail then
-    -- the common case: one whole chunk buffered
-    local chunk = self.chunks[self.head]
-    self.chunks[self.head] = nil
-    self.head, self.tail, self.size = 1, 0, 0
-    return chunk
-  end
-  return take(self, #self.chunks[self.head] - self.off + 1)
-end
-
---- ⏳ stream:read_line() -> the next line without its "\n" or "\r\n".
--- @return a string; a last line that lacks its "\n" is returned as it is;
--- nil at the end; nil, err on failure
-function Stream:read_line()
-  check_stream(self, "read_line")
-  local scanned = 0
-  while true do
-    local n = find_newline(self, scanned)
-    if n then
-      local line = take(self, n)
-      if line:byte(-2) == 13 then return line:sub(1, -3) end
-      return line:sub(1, -2)
-    end
-    scanned = self.size
-    if not fill(self, "read_line") then
-      if self.err then return nil, self.err end
-      if self.size > 0 then return take(self, self.size) end
-      return nil
-    end
-  end
-end
-
---- ⏳ stream:read_exactly(n) -> exactly n bytes.
--- @return a string of n bytes; nil, "EOF: end of file" if the stream ends
--- first (what did arrive stays buffered for read()); nil, err on failure
--- @raise on a negative or non-integer n
-function Stream:read_exactly(n)
-  check_stream(self, "read_exactly")
-  if math_type(n) ~= "integer" or n < 0 then
-    error("coil: stream:read_exactly: size must be a non-negative integer, got "
-          .. tostring(n), 2)
-  end
-  while self.size < n do
-    if not fill(self, "read_exactly") then return nil, self.err or EOF end
-  end
-  if n == 0 then return "" end
-  return take(self, n)
-end
-
---- ⏳ stream:write(data) -> true once libuv has handed data to the kernel.
--- A peer that reads slowly makes the writer wait here.
--- @return true; nil, err on failure ("EPIPE: broken pipe", …)
--- @raise on a closed stream or data that is not a string
-function Stream:write(data)
-  check_stream(self, "write")
-  if type(data) ~= "string" then
-    error("coil: stream:write: data must be a string, got " .. type(data), 2)
-  end
-  if self.handle:is_closing() then return nil, EPIPE end
-  if data == "" then return true end
-  -- a write request cannot be cancelled: if the task is, the data stays
-  -- queued and its callback is ignored (closing the stream cancels it)
-  local err = await(nil, false, self.handle.write, self.handle, data)
-  if err then return nil, uv_error(err) end
-  return true
-end
-
---- stream:close(): closes the stream at once; a task waiting to read it gets
--- nil, "ECANCELED: operation canceled", a pending write fails the same way.
--- Closing twice does nothing.
-function Stream:close()
-  if getmetatable(self) ~= Stream then
-    error("coil: stream:close expects a stream (use stream:close())", 2)
-  end
-  if self.closed then return true end
-  self.closed = true
-  close_handle(self)
-  local reader = self.reader
-  if reader then
-    self.reader = nil
-    if not self.eof and not self.err then self.err = ECANCELED end
-    wake(reader)
-  end
-  return true
-end
-Stream.__close = Stream.close
+--- Internal: coil.process wraps its pipes with it.
+M._stream = new_stream
 
 -- Addresses ------------------------------------------------------------------
 
@@ -356,61 +119,174 @@ local function untrack(server) servers[server] = nil end
 
 -- A connection's task: the stream is closed after everything the handler
 -- left to run (its defers, its `<close>` variables) has run.
+local function finish(stream)
+  if not stream.closed then pcall(stream.drain, stream) end
+  stream:close()
+end
+
 local function serve(stream, handler)
-  defer(stream.close, stream)
+  defer(finish, stream)
   return handler(stream)
+end
+
+-- Running out of file descriptors is a state, not a failure: libuv's reserve
+-- fd refuses the connections that arrive meanwhile (so the listener neither
+-- spins nor dies), the server says so once, and says it again once it could
+-- accept a connection again.
+local function out_of_fds(self, err)
+  if not self.starved then
+    self.starved = true
+    core._report(("%s: out of file descriptors (%s): pausing accepts until one is free")
+                 :format(tostring(self), err))
+  end
 end
 
 local function on_connection(self, err)
   if self.closed then return end
   if err then
-    core._report(("%s: accepting a connection failed: %s"):format(tostring(self), uv_error(err)))
+    err = uv_error(err)
+    if err:match "^E[MN]FILE" then return out_of_fds(self, err) end
+    core._report(("%s: accepting a connection failed: %s"):format(tostring(self), err))
     return
   end
-  local tcp = uv.new_tcp()
-  local ok, e = self.handle:accept(tcp)
+  local client = self.new_client()
+  local ok, e = self.handle:accept(client)
   if not ok then
-    tcp:close()
+    client:close()
+    if tostring(e):match "^E[MN]FILE" then return out_of_fds(self, e) end
     core._report(("%s: accepting a connection failed: %s"):format(tostring(self), e))
     return
   end
-  local name = address_name(tcp:getpeername())
-  spawn(serve, new_stream(tcp, name), self.handler):name(name)
+  if self.starved then
+    self.starved = false
+    core._report(("%s: accepting again"):format(tostring(self)))
+  end
+  local name = self.peer_name(client)
+  spawn(serve, new_stream(client, name), self.handler):name(name)
 end
 
---- net.listen(host, port, handler) ⏳ -> server, or nil, err.
+local function tcp_peer(tcp) return address_name(tcp:getpeername()) end
+
+local function new_server(handle, handler, name, backlog, new_client, peer_name)
+  local self = setmetatable({ handle = handle, handler = handler, closed = false,
+                              name = name, new_client = new_client,
+                              peer_name = peer_name }, Server)
+  local ok, err = handle:listen(backlog, function(status) on_connection(self, status) end)
+  if not ok then return nil, err end
+  track(self)
+  return self
+end
+
+local LISTEN_OPTS = { reuseport = "boolean", backlog = "number" }
+
+local function check_opts(opts, known, what)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(("coil: net.%s: opts must be a table, got %s"):format(what, type(opts)), 3)
+  end
+  for k, v in pairs(opts) do
+    local want = known[k]
+    if not want then
+      error(("coil: net.%s: unknown option %s"):format(what, tostring(k)), 3)
+    end
+    if type(v) ~= want then
+      error(("coil: net.%s: opts.%s must be a %s, got %s")
+            :format(what, k, want, type(v)), 3)
+    end
+  end
+  if opts.backlog ~= nil and (math_type(opts.backlog) ~= "integer" or opts.backlog < 1) then
+    error(("coil: net.%s: opts.backlog must be a positive integer, got %s")
+          :format(what, tostring(opts.backlog)), 3)
+  end
+  return opts
+end
+
+local BACKLOG = 511 -- as Node: the kernel caps it at somaxconn
+
+--- net.listen(host, port, handler [, opts]) ⏳ -> server, or nil, err.
 -- Listens on the first address of host that can be bound (port 0: any free
 -- port, see server:address()). Each connection runs `handler(stream)` in a
 -- task of its own named after the peer ("127.0.0.1:50312", "[::1]:50312");
 -- its stream is closed when that task ends. The server keeps the process
 -- alive until server:close() or the shutdown, which closes it before any
 -- task is cancelled.
-function M.listen(host, port, handler)
+-- opts: `reuseport = true` sets SO_REUSEPORT, so several processes can
+-- listen on one port and the kernel spreads the connections; `backlog`, the
+-- length of the queue of connections not yet accepted (default 511).
+-- @raise on a bad host, port, handler or option (an unknown one too)
+function M.listen(host, port, handler, opts)
   if not current() then error("coil: net.listen must be called from inside a task", 2) end
   check_host(host, "listen")
   check_port(port, "listen")
   if type(handler) ~= "function" then
     error("coil: net.listen: handler must be a function, got " .. type(handler), 2)
   end
+  opts = check_opts(opts, LISTEN_OPTS, "listen")
   local addrs, err = resolve(host)
   if not addrs then return nil, err end
   for _, ip in ipairs(addrs) do
-    local tcp = uv.new_tcp()
-    local self = setmetatable({ handle = tcp, handler = handler, closed = false,
-                                name = ip .. ":" .. port }, Server)
-    local ok, e = tcp:bind(ip, port)
+    -- with a family the socket exists at once, so options go on before bind
+    local tcp = uv.new_tcp(ip:find(":", 1, true) and "inet6" or "inet")
+    local ok, e = true, nil
+    if opts.reuseport then ok, e = core._reuseport(tcp:fileno()) end
+    if ok then ok, e = tcp:bind(ip, port) end
+    local self
     if ok then
-      ok, e = tcp:listen(128, function(status) on_connection(self, status) end)
+      self, e = new_server(tcp, handler, ip .. ":" .. port, opts.backlog or BACKLOG,
+                           uv.new_tcp, tcp_peer)
     end
-    if ok then
+    if self then
       self.name = address_name(tcp:getsockname())
-      track(self)
       return self
     end
     tcp:close()
     err = e
   end
   return nil, err
+end
+
+--- net.listen_fd(fd, handler [, opts]) -> server, or nil, err.
+-- Serves a socket that is already bound and listening (one passed by
+-- systemd's socket activation, see coil.service.listen_fds()) like
+-- net.listen does: TCP (IPv4, IPv6) or a Unix domain stream socket. The
+-- server owns the fd from then on: server:close() closes it.
+-- opts: `backlog` (default 511).
+-- @return a server; nil, err when fd is not a stream socket
+-- @raise on a bad fd, handler or option
+function M.listen_fd(fd, handler, opts)
+  if math_type(fd) ~= "integer" or fd < 0 then
+    error("coil: net.listen_fd: fd must be a non-negative integer, got " .. tostring(fd), 2)
+  end
+  if type(handler) ~= "function" then
+    error("coil: net.listen_fd: handler must be a function, got " .. type(handler), 2)
+  end
+  opts = check_opts(opts, { backlog = "number" }, "listen_fd")
+  local family, kind = core._socket_info(fd)
+  if not family then return nil, kind end
+  if kind ~= "stream" or family == "other" then
+    return nil, uv_error "ENOTSUP" .. " (fd " .. fd .. " is not a stream socket)"
+  end
+  local handle, new_client, peer_name
+  if family == "unix" then
+    handle, new_client = uv.new_pipe(false), function() return uv.new_pipe(false) end
+    peer_name = function() return "unix:fd" .. fd end
+  else
+    handle, new_client, peer_name = uv.new_tcp(), uv.new_tcp, tcp_peer
+  end
+  local ok, e = handle:open(fd)
+  if not ok then
+    handle:close()
+    return nil, e
+  end
+  local self
+  self, e = new_server(handle, handler, "fd " .. fd, opts.backlog or BACKLOG,
+                       new_client, peer_name)
+  if not self then
+    handle:close()
+    return nil, e
+  end
+  if family ~= "unix" then self.name = address_name(handle:getsockname()) .. " (fd " .. fd .. ")" end
+  return self
 end
 
 local function check_server(self, what)
@@ -425,6 +301,7 @@ function Server:address()
   check_server(self, "address")
   if self.closed then error("coil: server:address on a closed server", 2) end
   local a = self.handle:getsockname()
+  if type(a) == "string" then return a end -- a Unix domain socket's path
   return a.ip, a.port
 end
 

@@ -1,22 +1,28 @@
 --- coil.process: child processes. spawn() starts one at once; wait() awaits
--- its end. A child's pipes are coil.net streams. coil never leaves a child
--- behind: when the shutdown begins every child still running gets SIGTERM
--- (step 2, before the on_shutdown hooks), and when the handles are closed
--- (step 6: the
--- cleanup is over, or the grace ran out, or a second Ctrl+C forced it) any
--- still running gets SIGKILL.
+-- its end; run() runs one to its end with its output captured. A child's
+-- pipes are coil.net streams.
+--
+-- coil never leaves a child behind, nor a grandchild: each child leads a
+-- process group of its own (libuv's detached spawn: a session of its own)
+-- and every signal coil sends it goes to the whole group. When the shutdown
+-- begins every child still running gets SIGTERM (step 2, before the
+-- on_shutdown hooks); when the handles are closed (step 6: the cleanup is
+-- over, or the grace ran out, or a second Ctrl+C forced it) any still
+-- running gets SIGKILL. A task cancelled in wait() terminates the child.
 local core = require "coil"
 local uv = require "luv"
 local net = require "coil.net"
 local sync = require "coil.sync"
 require "coil.await"
+require "coil.combinators"
 
 local uv_error, current = core._uv_error, core.current
+local coil_wait = function(list) return core.wait(list) end
 local fifo, wait_in, wake_first = sync.fifo, sync.wait_in, sync.wake_first
 local type, error, pcall, tostring, ipairs, pairs, next =
   type, error, pcall, tostring, ipairs, pairs, next
 local setmetatable, getmetatable = setmetatable, getmetatable
-local sort = table.sort
+local sort, concat = table.sort, table.concat
 local math_type = math.type
 
 local M = {}
@@ -41,11 +47,32 @@ end
 -- 2, before any on_shutdown hook).
 local running = {}
 
-core._on_stop_intake(function()
-  for child in pairs(running) do
-    pcall(child.handle.kill, child.handle, SIGNALS.SIGTERM)
+-- Sends signum to the child's group (or to the child alone with
+-- opts.group = false). A child already reaped is not signalled: its pid,
+-- and so its group id, may belong to someone else by now.
+local function signal_child(self, signum)
+  if self.code ~= nil or self.handle:is_closing() then return nil, uv_error "ESRCH" end
+  if self.group then
+    local ok, err = uv.kill(-self.pid, signum)
+    if ok then return true end
+    -- the leader may have left its group empty of others and just exited
+    if not tostring(err):match "^ESRCH" then return nil, err end
   end
+  return self.handle:kill(signum)
+end
+
+core._on_stop_intake(function()
+  for child in pairs(running) do pcall(signal_child, child, SIGNALS.SIGTERM) end
 end)
+
+-- Step 6 kills the child itself (coil.handles); its group goes first.
+local close_handles = core._hooks.close_handles
+function core._hooks.close_handles(...)
+  for child in pairs(running) do
+    if child.group then pcall(uv.kill, -child.pid, SIGNALS.SIGKILL) end
+  end
+  return close_handles(...)
+end
 
 local function track(child) running[child] = true end
 local function untrack(child) running[child] = nil end
@@ -99,34 +126,38 @@ end
 
 local STDIO = { "stdin", "stdout", "stderr" }
 
---- process.spawn(cmd, args, opts) -> process, or nil, err.
--- `cmd` is looked up in PATH; `args` a list of strings (not including cmd).
--- opts: `env` (a table of NAME = value, or a list of "NAME=value"; it
--- replaces the environment), `cwd`, and `stdin` / `stdout` / `stderr`:
--- "inherit" (the default: coil's own), "pipe" (a stream, at process.stdin
--- …), "ignore" (/dev/null) or an fd number.
--- @return a process with pid, wait, kill and its pipes; nil, err if it could
--- not start ("ENOENT: no such file or directory")
--- @raise on arguments of the wrong type
-function M.spawn(cmd, args, opts)
+local SPAWN_OPTS = { env = true, cwd = true, stdin = true, stdout = true,
+                     stderr = true, group = true }
+
+local function check_args(cmd, args, opts, what, known)
   if type(cmd) ~= "string" or cmd == "" then
-    bad("spawn", "cmd must be a non-empty string, got " .. type(cmd))
+    bad(what, "cmd must be a non-empty string, got " .. type(cmd), 3)
   end
   if args ~= nil and type(args) ~= "table" then
-    bad("spawn", "args must be a list of strings, got " .. type(args))
+    bad(what, "args must be a list of strings, got " .. type(args), 3)
   end
   for i, a in ipairs(args or {}) do
     if type(a) ~= "string" and type(a) ~= "number" then
-      bad("spawn", ("args[%d] must be a string, got %s"):format(i, type(a)))
+      bad(what, ("args[%d] must be a string, got %s"):format(i, type(a)), 3)
     end
   end
   if opts ~= nil and type(opts) ~= "table" then
-    bad("spawn", "opts must be a table, got " .. type(opts))
+    bad(what, "opts must be a table, got " .. type(opts), 3)
   end
   opts = opts or {}
-  if opts.cwd ~= nil and type(opts.cwd) ~= "string" then
-    bad("spawn", "opts.cwd must be a string, got " .. type(opts.cwd))
+  for k in pairs(opts) do
+    if not known[k] then bad(what, "unknown option " .. tostring(k), 3) end
   end
+  if opts.cwd ~= nil and type(opts.cwd) ~= "string" then
+    bad(what, "opts.cwd must be a string, got " .. type(opts.cwd), 3)
+  end
+  if opts.group ~= nil and type(opts.group) ~= "boolean" then
+    bad(what, "opts.group must be a boolean, got " .. type(opts.group), 3)
+  end
+  return opts
+end
+
+local function spawn(cmd, args, opts, what)
   local env = env_list(opts.env)
   local stdio, pipes = {}, {}
   for i, name in ipairs(STDIO) do
@@ -136,20 +167,21 @@ function M.spawn(cmd, args, opts)
     elseif how == "pipe" then
       pipes[name] = uv.new_pipe(false)
       stdio[i] = pipes[name]
-    elseif how == "ignore" then
+    elseif how == "ignore" or how == "null" then
       stdio[i] = nil
     elseif math_type(how) == "integer" and how >= 0 then
       stdio[i] = how
     else
       for _, p in pairs(pipes) do p:close() end
-      bad("spawn", ('opts.%s must be "inherit", "pipe", "ignore" or an fd, got %s')
-                   :format(name, tostring(how)))
+      bad(what, ('opts.%s must be "inherit", "pipe", "null" or an fd, got %s')
+                :format(name, tostring(how)), 3)
     end
   end
 
-  local self = setmetatable({ cmd = cmd, waiters = fifo() }, Process)
+  local group = opts.group ~= false
+  local self = setmetatable({ cmd = cmd, waiters = fifo(), group = group }, Process)
   local handle, pid = uv.spawn(cmd, {
-    args = args, stdio = stdio, env = env, cwd = opts.cwd,
+    args = args, stdio = stdio, env = env, cwd = opts.cwd, detached = group,
   }, function(code, signal) on_exit(self, code, signal) end)
   if not handle then
     for _, p in pairs(pipes) do p:close() end
@@ -166,22 +198,72 @@ function M.spawn(cmd, args, opts)
   return self
 end
 
+--- process.spawn(cmd, args, opts) -> process, or nil, err.
+-- `cmd` is looked up in PATH; `args` a list of strings (not including cmd).
+-- opts: `env` (a table of NAME = value, or a list of "NAME=value"; it
+-- replaces the environment), `cwd`, `stdin` / `stdout` / `stderr`:
+-- "inherit" (the default: coil's own), "pipe" (a stream, at process.stdin
+-- …), "null" (/dev/null; "ignore" is the same) or an fd number; `group`:
+-- false keeps the child in coil's own process group (and session), for a
+-- child that must share coil's terminal; by default it leads a group of
+-- its own and every signal coil sends it goes to that group.
+-- @return a process with pid, wait, kill and its pipes; nil, err if it could
+-- not start ("ENOENT: no such file or directory")
+-- @raise on arguments of the wrong type, or an unknown option
+function M.spawn(cmd, args, opts)
+  opts = check_args(cmd, args, opts, "spawn", SPAWN_OPTS)
+  return spawn(cmd, args, opts, "spawn")
+end
+
 local function check_process(self, what)
   if getmetatable(self) ~= Process then
     error("coil: process:" .. what .. " expects a process (use process:" .. what .. "(...))", 3)
   end
 end
 
+local closing_timer = {
+  __close = function(t) if not t.handle:is_closing() then t.handle:close() end end,
+}
+
+-- The task `me` was cancelled while waiting for the child: SIGTERM to its
+-- group, SIGKILL once the grace is over (or at a second cancellation, or
+-- when the task is closed by force), and wait until it has exited.
+local function terminate(self, me)
+  if self.code ~= nil then return end
+  pcall(signal_child, self, SIGNALS.SIGTERM)
+  -- <close>: a task closed by force never reaches the end of this function
+  local timer <close> = setmetatable({ handle = uv.new_timer() }, closing_timer)
+  core._untrack(timer.handle)
+  timer.handle:start(math.floor(core._grace() * 1000 + 0.5), 0, function()
+    pcall(signal_child, self, SIGNALS.SIGKILL)
+  end)
+  local killed = false
+  while self.code == nil do
+    if not pcall(wait_in, self.waiters, me) then
+      if killed then break end -- closed by force: awaits fail at once
+      killed = true
+      pcall(signal_child, self, SIGNALS.SIGKILL)
+    end
+  end
+end
+
 --- process:wait() ⏳ -> exit status, signal (the number that ended it, 0
--- if none). Returns at once once the child has exited. Cancelling the
--- waiting task stops the wait only: the child goes on (kill it if that is
--- what you want; the shutdown will).
+-- if none). Returns at once once the child has exited.
+-- @raise Cancelled if the waiting task is cancelled (a timeout, the
+-- shutdown): the child's group then gets SIGTERM, SIGKILL after the grace,
+-- and the child has exited before the error leaves wait()
 function Process:wait()
   check_process(self, "wait")
   if self.code == nil then
     local me = current()
     if not me then error("coil: process:wait must be called from inside a task", 2) end
-    repeat wait_in(self.waiters, me) until self.code ~= nil
+    local ok, err = pcall(function()
+      repeat wait_in(self.waiters, me) until self.code ~= nil
+    end)
+    if not ok then
+      terminate(self, me)
+      error(err, 0)
+    end
   end
   return self.code, self.signal
 end
@@ -193,10 +275,84 @@ end
 function Process:kill(sig)
   check_process(self, "kill")
   local signum = signal_number(sig, "kill")
-  if self.code ~= nil or self.handle:is_closing() then return nil, uv_error "ESRCH" end
-  local ok, err = self.handle:kill(signum)
+  local ok, err = signal_child(self, signum)
   if not ok then return nil, err end
   return true
+end
+
+local RUN_OPTS = { env = true, cwd = true, group = true, input = true,
+                   stdin = true, stdout = true, stderr = true }
+
+-- Reads a stream to its end (a task of run()).
+local function read_all(stream)
+  local parts = {}
+  while true do
+    local data, err = stream:read()
+    if not data then
+      if err then return nil, err end
+      return concat(parts)
+    end
+    parts[#parts + 1] = data
+  end
+end
+
+local function feed(stream, input)
+  -- a child that exits without reading it all makes these fail: fine
+  if stream:write(input) then stream:drain() end
+  stream:close()
+end
+
+--- process.run(cmd, args, opts) ⏳ -> result, or nil, err: runs a child to
+-- its end, with `opts.input` (a string) as its stdin (/dev/null without
+-- it) and its stdout and stderr captured (unless opts says "inherit" or
+-- an fd for them). Other options as spawn.
+-- @return { status =, signal =, stdout =, stderr = } (the captured output
+-- as strings, nil for what was not captured); nil, err if it could not start
+-- @raise Cancelled if the caller is cancelled: the child's group is
+-- terminated as for wait(); raises on bad arguments as spawn does
+function M.run(cmd, args, opts)
+  opts = check_args(cmd, args, opts, "run", RUN_OPTS)
+  local me = current()
+  if not me then error("coil: process.run must be called from inside a task", 2) end
+  local input = opts.input
+  if input ~= nil and type(input) ~= "string" then
+    bad("run", "opts.input must be a string, got " .. type(input))
+  end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.input = nil
+  if input then
+    if o.stdin ~= nil then bad("run", "opts.input and opts.stdin exclude each other") end
+    o.stdin = "pipe"
+  end
+  o.stdin = o.stdin or "null"
+  o.stdout = o.stdout or "pipe"
+  o.stderr = o.stderr or "pipe"
+  local child, err = spawn(cmd, args, o, "run")
+  if not child then return nil, err end
+  local helpers = {}
+  if input then helpers[#helpers + 1] = core.spawn(feed, child.stdin, input) end
+  local out = child.stdout and core.spawn(read_all, child.stdout)
+  local errs = child.stderr and core.spawn(read_all, child.stderr)
+  helpers[#helpers + 1] = out
+  helpers[#helpers + 1] = errs
+  local ok, status, signal = pcall(child.wait, child)
+  if ok then
+    -- the output ends when the last holder of the pipes has gone
+    ok, err = pcall(core.gather, helpers, { return_errors = true })
+  else
+    err = status
+  end
+  if not ok then
+    for _, t in ipairs(helpers) do t:cancel() end
+    for _, name in ipairs(STDIO) do
+      if child[name] then child[name]:close() end
+    end
+    coil_wait(helpers)
+    error(err, 0)
+  end
+  return { status = status, signal = signal,
+           stdout = out and out:result() or nil, stderr = errs and errs:result() or nil }
 end
 
 return M

@@ -25,6 +25,12 @@ end
 --- coil.stopping() -> event set when the shutdown begins.
 function core.stopping() return stopping end
 
+--- A new run (coil.run again): nothing of the last one carries over.
+function hooks.new_run()
+  stopping = sync.event()
+  shutdown_hooks = {}
+end
+
 local Hook = { __name = "coil.shutdown_hook" }
 Hook.__index = Hook
 

@@ -1,0 +1,249 @@
+/*
+ * Waitsets: a waitset watches the tasks of one gather/wait/race call for one
+ * waiting task, with a pointer in each task and counters here: nothing
+ * allocated per task, no callback per completion. A task is in at most one
+ * waitset; the Lua side watches a task already in another one with on_done
+ * and coil._waitset_notify. spawn.c tells a task's waitset when it is done.
+ */
+#include <string.h>
+
+#include "coil_internal.h"
+
+
+/* A waitset watches the tasks of one gather/wait/race call for one waiting
+ * task, with a pointer in each task and counters here: nothing allocated per
+ * task, no callback per completion. A task is in at most one waitset; the
+ * Lua side watches a task already in another one with on_done and
+ * coil._waitset_notify.
+ *
+ * The waitset never looks at the caller's list after coil._waitset returns
+ * (a supervisor may refill it while the call waits): `linked` holds the
+ * tasks that point at it, each slot cleared when its task ends, so closing
+ * it unlinks exactly those; user value 1 anchors the waiting task (`owner`)
+ * and user value 2 maps the indices of shared tasks to the tasks. */
+#define WAITSET_MT "coil.waitset"
+
+enum { WS_ALL, WS_FIRST, WS_ERROR, WS_BAD };
+static const char *const ws_modes[] = {"all", "first", "error", "bad", NULL};
+
+struct coil_waitset {
+  coil_task *owner;
+  uint32_t n, ndone;
+  uint32_t first_done, first_error, first_bad; /* 1-based; 0 = none yet */
+  uint32_t nlinked; /* non-NULL slots of linked */
+  int waiting;      /* mode the owner waits for, or -1 */
+  int closed;
+  coil_task *linked[]; /* n slots: the task at that index, while it points
+                          here */
+};
+
+static int waitset_met(const coil_waitset *ws, int mode) {
+  if (ws->ndone == ws->n) return 1;
+  switch (mode) {
+  case WS_FIRST:
+    return ws->ndone > 0;
+  case WS_ERROR:
+    return ws->first_error != 0;
+  case WS_BAD:
+    return ws->first_bad != 0;
+  default:
+    return 0;
+  }
+}
+
+static void waitset_task_done(coil_runtime *rt, coil_waitset *ws,
+                              uint32_t index, int outcome) {
+  ws->ndone++;
+  if (!ws->first_done) ws->first_done = index;
+  if (outcome == OUTCOME_FAILED && !ws->first_error) ws->first_error = index;
+  if (outcome != OUTCOME_OK && !ws->first_bad) ws->first_bad = index;
+  if (ws->waiting >= 0 && waitset_met(ws, ws->waiting)) {
+    coil_task *owner = ws->owner;
+    ws->waiting = -1;
+    if (owner->state == TASK_SUSPENDED && owner->wait == WAIT_PARKED) {
+      owner->nargs = 0;
+      coil__make_ready(rt, owner);
+    }
+  }
+}
+
+/* A linked task ended: it no longer points at ws. */
+void coil__waitset_linked_done(coil_runtime *rt, coil_task *t) {
+  coil_waitset *ws = t->ws;
+  ws->linked[t->ws_index - 1] = NULL;
+  ws->nlinked--;
+  t->ws = NULL;
+  waitset_task_done(rt, ws, t->ws_index, t->outcome);
+}
+
+/* Unlinks the tasks still pointing at ws (every one of them is alive, so
+ * anchored: the pointers are good). */
+static void waitset_unlink(coil_waitset *ws) {
+  uint32_t i;
+  ws->waiting = -1;
+  ws->closed = 1;
+  for (i = 0; i < ws->n && ws->nlinked > 0; i++) {
+    coil_task *t = ws->linked[i];
+    if (t) {
+      t->ws = NULL;
+      ws->linked[i] = NULL;
+      ws->nlinked--;
+    }
+  }
+}
+
+/* coil._waitset(list, n) -> ws, shared: watches list[1..n] for the running
+ * task; `shared` lists the indices of tasks already watched elsewhere (the
+ * caller watches those with on_done + coil._waitset_notify), or is nil. */
+static int l_waitset(lua_State *L) {
+  coil_runtime *rt = RT_UP(L);
+  lua_Integer len, want;
+  uint32_t n, i, nshared = 0;
+  coil_waitset *ws;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  want = luaL_checkinteger(L, 2);
+  coil__inside_task(L, "wait");
+  len = (lua_Integer)lua_rawlen(L, 1);
+  if (want < 0 || want > len || want > (lua_Integer)INT32_MAX)
+    return luaL_error(L, "coil: _waitset: count %I out of range (the list "
+                         "has %I)", want, len);
+  n = (uint32_t)want;
+  /* every entry is checked before any task is linked */
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    if (!coil__test_task(L, -1))
+      return luaL_error(L, "coil: _waitset: entry %d is a %s, not a task",
+                        (int)i, luaL_typename(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 2);
+  ws = (coil_waitset *)lua_newuserdatauv(
+      L, sizeof *ws + (size_t)n * sizeof(coil_task *), 2); /* 3 */
+  memset(ws, 0, sizeof *ws + (size_t)n * sizeof(coil_task *));
+  ws->owner = rt->current;
+  ws->n = n;
+  ws->waiting = -1;
+  luaL_setmetatable(L, WAITSET_MT);
+  coil__push_task(L, rt->current);
+  lua_setiuservalue(L, 3, 1);
+  lua_pushnil(L); /* 4: shared */
+  for (i = 1; i <= n; i++) {
+    coil_task *t;
+    lua_rawgeti(L, 1, i);
+    t = (coil_task *)lua_touserdata(L, -1);
+    if (t->state == TASK_DONE) {
+      coil__mark_seen(L, -1);
+      waitset_task_done(rt, ws, i, t->outcome);
+    } else if (!t->ws) {
+      t->ws = ws;
+      t->ws_index = i;
+      ws->linked[i - 1] = t;
+      ws->nlinked++;
+    } else {
+      /* watched by another waitset already: the caller uses on_done */
+      if (lua_isnil(L, 4)) {
+        lua_newtable(L);
+        lua_setiuservalue(L, 3, 2); /* the shared tasks, by index */
+        lua_newtable(L);
+        lua_replace(L, 4); /* their indices, for the caller */
+      }
+      lua_getiuservalue(L, 3, 2);
+      lua_insert(L, -2);
+      lua_rawseti(L, -2, i);
+      lua_pop(L, 1);
+      lua_pushinteger(L, i);
+      lua_rawseti(L, 4, ++nshared);
+      continue;
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 4);
+  return 2;
+}
+
+/* coil._waitset_notify(ws, i): shared task i, watched by on_done, is done.
+ * Counts once per task. */
+static int l_waitset_notify(lua_State *L) {
+  coil_waitset *ws = (coil_waitset *)luaL_checkudata(L, 1, WAITSET_MT);
+  lua_Integer i = luaL_checkinteger(L, 2);
+  coil_task *t;
+  if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE ||
+      lua_rawgeti(L, -1, i) == LUA_TNIL)
+    return luaL_error(L, "coil: _waitset_notify: %I is not a shared task "
+                         "of this waitset, or was notified already", i);
+  t = (coil_task *)lua_touserdata(L, -1);
+  if (t->state != TASK_DONE)
+    return luaL_error(L, "coil: _waitset_notify: task %I is not done", i);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, i);
+  waitset_task_done(RT_UP(L), ws, (uint32_t)i, t->outcome);
+  return 0;
+}
+
+static int waitset_wait_k(lua_State *L, int status, lua_KContext ctx) {
+  coil_waitset *ws = (coil_waitset *)lua_touserdata(L, 1);
+  (void)status;
+  (void)ctx;
+  ws->waiting = -1;
+  coil__check_throw(L, RT_UP(L)->current);
+  return 0;
+}
+
+/* coil._waitset_wait(ws, mode) ⏳: until every task is done, or for mode
+ * "first" one is, "error" one failed, "bad" one failed or was cancelled. */
+static int l_waitset_wait(lua_State *L) {
+  coil_waitset *ws = (coil_waitset *)luaL_checkudata(L, 1, WAITSET_MT);
+  int mode = luaL_checkoption(L, 2, "all", ws_modes);
+  coil_task *t = coil__await_check(L, "wait");
+  if (waitset_met(ws, mode)) return 0;
+  if (ws->closed) return luaL_error(L, "coil: wait on a closed waitset");
+  if (ws->waiting >= 0 && ws->owner != t &&
+      ws->owner->state == TASK_SUSPENDED)
+    return luaL_error(L, "coil: another task waits on this waitset");
+  lua_settop(L, 1);
+  coil__push_task(L, t); /* the waiting task stays anchored by ws */
+  lua_setiuservalue(L, 1, 1);
+  ws->owner = t;
+  ws->waiting = mode;
+  return coil__suspend(L, t, WAIT_PARKED, waitset_wait_k, 0);
+}
+
+/* coil._waitset_state(ws) -> ndone, first_done, first_error, first_bad
+ * (indices, nil for none) */
+static int l_waitset_state(lua_State *L) {
+  coil_waitset *ws = (coil_waitset *)luaL_checkudata(L, 1, WAITSET_MT);
+  lua_pushinteger(L, ws->ndone);
+  if (ws->first_done) lua_pushinteger(L, ws->first_done); else lua_pushnil(L);
+  if (ws->first_error) lua_pushinteger(L, ws->first_error); else lua_pushnil(L);
+  if (ws->first_bad) lua_pushinteger(L, ws->first_bad); else lua_pushnil(L);
+  return 4;
+}
+
+/* coil._waitset_close(ws): stop watching (also done by __gc). */
+static int l_waitset_close(lua_State *L) {
+  waitset_unlink((coil_waitset *)luaL_checkudata(L, 1, WAITSET_MT));
+  return 0;
+}
+
+static int waitset_gc(lua_State *L) {
+  waitset_unlink((coil_waitset *)lua_touserdata(L, 1));
+  return 0;
+}
+
+/* ---- finishing ---------------------------------------------------------------- */
+
+/* The status a main chunk's first result asks for, or -1 for none. */
+
+static const luaL_Reg waitset_funcs[] = {
+    {"_waitset", l_waitset},           {"_waitset_notify", l_waitset_notify},
+    {"_waitset_wait", l_waitset_wait}, {"_waitset_state", l_waitset_state},
+    {"_waitset_close", l_waitset_close}, {NULL, NULL}};
+
+void coil__waitset_open(lua_State *L, coil_runtime *rt) {
+  luaL_newmetatable(L, WAITSET_MT);
+  lua_pushcfunction(L, waitset_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, rt);
+  luaL_setfuncs(L, waitset_funcs, 1);
+}
