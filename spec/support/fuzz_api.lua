@@ -27,6 +27,7 @@ return {
   { "coil.is_interrupted", "any" },
   { "coil.sleep", "seconds", waits = true },
   { "coil.now" },
+  { "coil.run", "fn", "any" },
   { "task:await", waits = true },
   { "task:cancel", "message" },
   { "task:done" },
@@ -118,6 +119,12 @@ return {
   { "stream:close" },
   { "coil.net.udp", "host", "port0", waits = true },
   { "coil.net.connect_unix", "path", waits = true },
+  { "coil.net.listen_fd", "fd", "handler", "listen_opts", waits = true },
+
+  -- coil.io (stdin only: the fuzzer's stdout and stderr are its report)
+  { "stdin:read", waits = true },
+  { "stdin:read_line", "size", waits = true },
+  { "stdin:read_exactly", "bytes", waits = true },
 
   -- coil.process
   { "coil.process.spawn", "command", "command_args", "process_opts" },
