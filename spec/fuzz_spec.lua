@@ -27,6 +27,10 @@ describe("the API fuzzer", function()
       local n = math.min(PER_BATCH, total - (seed - base) * PER_BATCH)
       local p = proc.coil { "--grace", "1", "spec/fixtures/fuzz_run.lua", tostring(seed), tostring(n) }
       local r = p:wait(60)
+      local dir = r.stdout:match "\ntmp (/[^\n]+)"
+      if dir then
+        proc.start("sh", { "-c", 'chmod -R u+rwx "$1" && rm -rf "$1"', "sh", dir }):wait(30)
+      end
       local why = ("seed %d (replay: COIL_SEED=%d COIL_FUZZ_ITERATIONS=%d)\n--- stdout:\n%s\n--- stderr:\n%s")
         :format(seed, seed, n, r.stdout, r.stderr:sub(-6000))
       assert.is_false(r.timed_out, "the batch hung: " .. why)
