@@ -48,6 +48,8 @@ return {
   { "call_later:cancel" },
   { "call_later:task" },
   { "coil.group", "group_fn", "any", waits = true },
+  { "group:spawn", "fn", "any" },
+  { "group:cancel" },
   { "coil.move_on_after", "seconds", "fn", "any", waits = true },
 
   -- synchronisation
@@ -134,4 +136,11 @@ return {
 
   -- threads
   { "coil.thread", "thread_fn", "any", waits = true },
+
+  -- systemd (no-ops without NOTIFY_SOCKET / LISTEN_FDS)
+  { "coil.service.ready" },
+  { "coil.service.status", "data" },
+  { "coil.service.notify", "data" },
+  { "coil.service.listen_fds" },
+  { "coil.service.worker" },
 }
