@@ -135,6 +135,20 @@ describe("methods called with a wrong self", function()
   end)
 end)
 
+describe("task methods and coil.shield given something else", function()
+  it("raise one coil: line naming what they got", function()
+    local t = coil.spawn(function() end)
+    for _, name in ipairs { "await", "cancel", "done", "cancelled", "result", "error", "name", "on_done" } do
+      local ok, err = pcall(t[name], coil.queue())
+      assert.is_false(ok)
+      assert.matches("^coil: bad argument #1 %(a coil%.task expected, got coil%.queue%)$", err)
+    end
+    assert.error_matches(function() coil.shield("x") end,
+      "coil: bad argument #1 to 'shield' (a coil.task expected, got string)", 1, true)
+    t:await()
+  end)
+end)
+
 describe("coil.on_signal", function()
   it("closes its watcher when the last handle on a signal closes, whichever opened it", function()
     local before = #coil._open_handles()
