@@ -12,9 +12,10 @@
 --   waits = true   the call may wait: it runs in a task the fuzzer may
 --                  cancel, and its list and option arguments are mutated
 --                  while it waits
---   list = i       argument i is a list the call watches (mutated only
---                  under the MUTATE_WAITED_LISTS flag of the fuzzer)
---   anywhere       the call is also made outside any task
+--   list = i       argument i is a list the call watches (mutated while
+--                  it waits unless COIL_FUZZ_MUTATE_LISTS=0)
+-- Every call is also made, now and then, out of any task (from a raw luv
+-- callback), from an inner coroutine, and from where nothing can wait.
 return {
   -- tasks
   { "coil.spawn", "fn", "any", "any" },
