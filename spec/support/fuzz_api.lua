@@ -89,6 +89,12 @@ return {
   { "coil.dump" },
   { "coil.on_error", "error_fn" },
 
+  -- plain luv programs inside coil (SPEC §7)
+  { "coil.uv.run", "run_mode", waits = true },
+  { "coil.uv.stop" },
+  { "coil.uv.loop_alive" },
+  { "coil.uv.walk", "fn" },
+
   -- luv through coil.await
   { "coil.await", "luv_fn", "any", "any", waits = true },
   { "coil.await_at", "size", "luv_fn", "any", waits = true },
