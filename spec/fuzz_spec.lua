@@ -35,7 +35,7 @@ describe("the API fuzzer", function()
         :format(seed, seed, n, r.stdout, r.stderr:sub(-6000))
       assert.is_false(r.timed_out, "the batch hung: " .. why)
       assert.is_falsy(stock.sanitizer_report(r.stderr), why)
-      assert.not_matches("internal error", r.stderr, 1, true)
+      assert.is_nil(r.stderr:find("internal error", 1, true), why)
       for _, kind in ipairs { "BAD", "HANG", "LEFT" } do
         assert.is_nil(r.stdout:match("\n" .. kind .. " [^\n]*"), why)
       end
@@ -52,20 +52,18 @@ describe("the API fuzzer", function()
       if plan == "normal" then assert.matches("\ndone %d+ calls, 0 bad", r.stdout, nil, false, why) end
       calls = calls + (tonumber(r.stdout:match "\ndone (%d+) calls") or n)
       for line in r.stdout:gmatch "\nKNOWN ([^\n]*)" do
-        local why, name = line:match "^([^:]+): ([%w_.:]+)"
-        local what = tostring(name) .. ": " .. tostring(why)
+        local reason, name = line:match "^([^:]+): ([%w_.:]+)"
+        local what = tostring(name) .. ": " .. tostring(reason)
         known[what] = (known[what] or 0) + 1
       end
       skipped = skipped or r.stdout:match "\nskipped %b() ([^\n]*)"
     end
     -- the figures, for the log
-    local lines = { ("\nfuzz: %d calls in %d batches (ends: %s)"):format(calls, batches,
-      (function()
-        local t = {}
-        for k, v in pairs(ends) do t[#t + 1] = k .. " " .. v end
-        table.sort(t)
-        return table.concat(t, ", ")
-      end)()) }
+    local how = {}
+    for k, v in pairs(ends) do how[#how + 1] = k .. " " .. v end
+    table.sort(how)
+    local lines = { ("\nfuzz: %d calls in %d batches (ends: %s)")
+                    :format(calls, batches, table.concat(how, ", ")) }
     if skipped then lines[#lines + 1] = "fuzz: not in this build: " .. skipped end
     local names = {}
     for what in pairs(known) do names[#names + 1] = what end
