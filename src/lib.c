@@ -7,6 +7,9 @@
 #include <luv/luv.h>
 
 #include "coil_internal.h"
+#include "coroutine.h"
+
+static unsigned long luv_callbacks; /* raw callbacks run, for uv.run "once" */
 
 /* luv calls every raw callback through this (luv_set_callback): an error is
  * reported with its traceback and starts the shutdown with status 1, instead
@@ -16,6 +19,7 @@ static int luv_pcall_cb(lua_State *L, int nargs, int nresults, int flags) {
   int base = lua_gettop(L) - nargs, st;
   lua_State *prev = atomic_load(&rt->as.running_L);
   (void)flags;
+  luv_callbacks++;
   if (prev == NULL) atomic_store(&rt->as.running_L, L);
   st = coil__pcall(L, nargs, nresults);
   if (prev == NULL) {
@@ -56,6 +60,18 @@ static int l_uv_errors(lua_State *L) {
 static int l_grace(lua_State *L) {
   lua_pushnumber(L, coil__rt(L)->grace);
   return 1;
+}
+
+/* coil._loop_info() -> pending requests and closes on the loop, raw
+ * callbacks run so far: what uv.run and uv.loop_alive look at besides the
+ * script's handles. A handle being closed keeps a libuv loop alive until its
+ * close callback ran (closing_handles: libuv's unix loop field). */
+static int l_loop_info(lua_State *L) {
+  coil_runtime *rt = coil__rt(L);
+  lua_pushinteger(L, (lua_Integer)rt->loop->active_reqs.count +
+                         (rt->loop->closing_handles != NULL));
+  lua_pushinteger(L, (lua_Integer)luv_callbacks);
+  return 2;
 }
 
 /* package.preload loader of an embedded file: upvalue 1 = index */
@@ -115,6 +131,7 @@ int coil__open(lua_State *L, coil_runtime *rt) {
   coil__signal_open(L, rt);
   coil__shutdown_open(L, rt);
   coil__net_open(L);
+  coil__coroutine_open(L, rt);
   lua_pushboolean(L, rt->owns_state);
   lua_setfield(L, -2, "_host");
   lua_pushboolean(L, !rt->owns_loop && !rt->module);
@@ -125,6 +142,8 @@ int coil__open(lua_State *L, coil_runtime *rt) {
   lua_setfield(L, -2, "_uv_errors");
   lua_pushcfunction(L, l_grace);
   lua_setfield(L, -2, "_grace");
+  lua_pushcfunction(L, l_loop_info);
+  lua_setfield(L, -2, "_loop_info");
   lua_setfield(L, -2, "coil");
   lua_pop(L, 1);
 

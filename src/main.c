@@ -20,14 +20,18 @@ static void usage(FILE *out) {
   fprintf(out,
           "%s\n"
           "  -e chunk      run chunk (in the main task, before the script)\n"
-          "  -l name       require name, bind it to global name (g=name too)\n"
+          "  -l name       require name, bind it to global name\n"
+          "  -l g=name     require name, bind it to global g\n"
           "  -v            print version (coil, Lua, libuv, luv) and exit\n"
+          "  -E            ignore LUA_INIT and the LUA_PATH/LUA_CPATH "
+          "variables\n"
+          "  -W            turn warnings on\n"
           "  -             read the script from standard input\n"
           "  --            stop handling options\n"
           "  --grace S     seconds that cancelled tasks get to finish "
           "cleanup (default 5)\n"
           "  --quiet       no shutdown messages on stderr\n"
-          "  -h, --help    show this help\n",
+          "  --help        print this usage and exit\n",
           usage_line);
 }
 
@@ -38,59 +42,141 @@ static int bad_usage(const char *fmt, const char *what) {
   return 1;
 }
 
+enum { HAS_E = 1, HAS_V = 2, HAS_LOWER_E = 4, HAS_HELP = 8 };
+
+/* What the command line asks for, found as lua.c's collectargs finds it. */
+typedef struct {
+  int flags;
+  int script;   /* index of the script in argv, or argc when none */
+  int nactions; /* -e, -l and -W, run in order by coil.cli */
+} cli_args;
+
+/* One pass over the options, in lua.c's order and with its rules (an option
+ * letter with extra characters is an error, -e/-l take the next argument
+ * unless it is another option), plus coil's own long options. Returns 0, or
+ * 1 after printing a bad-usage line. */
+static int collect_args(int argc, char **argv, coil_config *cfg,
+                        cli_args *out) {
+  int i;
+  out->flags = 0;
+  out->nactions = 0;
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    out->script = i;
+    if (a[0] != '-') return 0; /* the script */
+    switch (a[1]) {
+    case '\0': /* "-": the script is stdin */
+      return 0;
+    case '-':
+      if (a[2] == '\0') { /* "--" */
+        out->script = i + 1;
+        return 0;
+      }
+      if (strcmp(a, "--help") == 0) {
+        out->flags |= HAS_HELP;
+      } else if (strcmp(a, "--quiet") == 0) {
+        cfg->quiet = 1;
+      } else if (strcmp(a, "--grace") == 0) {
+        char *end;
+        double g;
+        if (i + 1 >= argc)
+          return bad_usage("'%s' needs a number of seconds", a);
+        g = strtod(argv[++i], &end);
+        if (*argv[i] == '\0' || *end != '\0' || !(g >= 0) || g > 1e9)
+          return bad_usage("--grace expects a number of seconds, got '%s'",
+                           argv[i]);
+        cfg->grace = g;
+      } else {
+        return bad_usage("unrecognized option '%s'", a);
+      }
+      break;
+    case 'E':
+    case 'W':
+    case 'v':
+      if (a[2] != '\0') return bad_usage("unrecognized option '%s'", a);
+      if (a[1] == 'E') out->flags |= HAS_E;
+      else if (a[1] == 'v') out->flags |= HAS_V;
+      else out->nactions++;
+      break;
+    case 'e':
+    case 'l':
+      if (a[2] == '\0') {
+        if (i + 1 >= argc || argv[i + 1][0] == '-')
+          return bad_usage("'%s' needs an argument", a);
+        i++;
+      }
+      if (a[1] == 'e') out->flags |= HAS_LOWER_E;
+      out->nactions++;
+      break;
+    default:
+      return bad_usage("unrecognized option '%s'", a);
+    }
+  }
+  out->script = argc; /* no script */
+  return 0;
+}
+
+/* Pushes the list of actions coil.cli runs in order: {"e", chunk},
+ * {"l", "g=name"}, {"W"}. */
+static void push_actions(lua_State *L, int argc, char **argv,
+                         const cli_args *args) {
+  int i, n = 0;
+  lua_createtable(L, args->nactions, 0);
+  for (i = 1; i < args->script && i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--grace") == 0) {
+      i++;
+      continue;
+    }
+    if (a[0] != '-' || strchr("elW", a[1]) == NULL || a[1] == '\0') continue;
+    lua_createtable(L, 2, 0);
+    lua_pushlstring(L, a + 1, 1);
+    lua_rawseti(L, -2, 1);
+    if (a[1] != 'W') {
+      lua_pushstring(L, a[2] ? a + 2 : argv[++i]);
+      lua_rawseti(L, -2, 2);
+    }
+    lua_rawseti(L, -2, ++n);
+  }
+}
+
+/* -E: package paths as if no LUA_PATH/LUA_CPATH variable were set, as the
+ * stock interpreter's package library sets them under LUA_NOENV. */
+static void ignore_env(lua_State *L) {
+  lua_pushboolean(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
+  lua_getglobal(L, "package");
+  if (lua_istable(L, -1)) {
+    lua_pushliteral(L, LUA_PATH_DEFAULT);
+    lua_setfield(L, -2, "path");
+    lua_pushliteral(L, LUA_CPATH_DEFAULT);
+    lua_setfield(L, -2, "cpath");
+  }
+  lua_pop(L, 1);
+}
+
 int main(int argc, char **argv) {
   coil_config cfg;
   coil_runtime *rt;
   lua_State *L;
-  int script = 0, i, r, status, signo, show_version = 0, nactions = 0;
-  int has_e = 0;
+  cli_args args;
+  int script, i, r, status, signo, show_version, has_e;
 
   coil_config_init(&cfg);
   cfg.signals = 1;
 
-  /* a first pass for the options the runtime needs before it exists */
-  for (i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (a[0] != '-' || strcmp(a, "-") == 0) {
-      script = i;
-      break;
-    }
-    if (strcmp(a, "--") == 0) {
-      if (i + 1 < argc) script = i + 1;
-      break;
-    }
-    if (strcmp(a, "-v") == 0) {
-      show_version = 1;
-    } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      usage(stdout);
-      return 0;
-    } else if (strcmp(a, "--quiet") == 0) {
-      cfg.quiet = 1;
-    } else if (strcmp(a, "--grace") == 0) {
-      char *end;
-      double g;
-      if (i + 1 >= argc) return bad_usage("'%s' needs a number of seconds", a);
-      g = strtod(argv[++i], &end);
-      if (*argv[i] == '\0' || *end != '\0' || !(g >= 0) || g > 1e9)
-        return bad_usage("--grace expects a number of seconds, got '%s'",
-                         argv[i]);
-      cfg.grace = g;
-    } else if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0) {
-      if (i + 1 >= argc) return bad_usage("'%s' needs an argument", a);
-      i++;
-      nactions++;
-      has_e |= a[1] == 'e';
-    } else if ((a[1] == 'e' || a[1] == 'l') && a[2] != '\0') {
-      nactions++; /* -echunk, -lname */
-      has_e |= a[1] == 'e';
-    } else {
-      return bad_usage("unrecognized option '%s'", a);
-    }
+  if (collect_args(argc, argv, &cfg, &args) != 0) return 1;
+  if (args.flags & HAS_HELP) {
+    usage(stdout);
+    return 0;
   }
+  script = args.script < argc ? args.script : 0;
+  show_version = (args.flags & HAS_V) != 0;
+  has_e = (args.flags & HAS_LOWER_E) != 0;
 
   if (show_version) {
     puts(coil_version_string());
-    if (!script && !nactions) return 0;
+    if (!script && !args.nactions) return 0;
   }
   if (!script && !has_e && !show_version) {
     if (isatty(STDIN_FILENO)) {
@@ -109,7 +195,7 @@ int main(int argc, char **argv) {
   }
   L = coil_lua(rt);
 
-  /* the main task: coil.cli(argv, script, actions) */
+  /* the main task: coil.cli(argv, script, actions, ignore_env) */
   lua_getglobal(L, "require");
   lua_pushliteral(L, "coil.cli");
   lua_call(L, 1, 1);
@@ -126,26 +212,10 @@ int main(int argc, char **argv) {
     lua_pushliteral(L, "-");
     lua_rawseti(L, -3, argc);
   }
-  lua_createtable(L, nactions, 0);
-  nactions = 0;
-  for (i = 1; i < argc && (!script || i < script); i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "--") == 0) break;
-    if (strcmp(a, "--grace") == 0) {
-      i++;
-      continue;
-    }
-    if (a[0] == '-' && (a[1] == 'e' || a[1] == 'l')) {
-      const char *value = a[2] ? a + 2 : argv[++i];
-      lua_createtable(L, 2, 0);
-      lua_pushlstring(L, a + 1, 1);
-      lua_rawseti(L, -2, 1);
-      lua_pushstring(L, value);
-      lua_rawseti(L, -2, 2);
-      lua_rawseti(L, -2, ++nactions);
-    }
-  }
-  r = coil_spawn_main(rt, 3);
+  push_actions(L, argc, argv, &args);
+  lua_pushboolean(L, args.flags & HAS_E);
+  if (args.flags & HAS_E) ignore_env(L);
+  r = coil_spawn_main(rt, 4);
   if (r < 0) {
     fprintf(stderr, "coil: cannot start: %s\n", coil_strerror(r));
     coil_free(rt);

@@ -7,6 +7,7 @@
  * coil__make_ready. Waking never allocates. (spawn.c resumes ready tasks.)
  */
 #include "coil_internal.h"
+#include "coroutine.h"
 
 static void idle_noop(uv_idle_t *h) { (void)h; }
 
@@ -56,10 +57,10 @@ coil_task *coil__await_check(lua_State *L, const char *what) {
                     lua_tostring(L, -1), what);
     lua_error(L);
   }
-  if (t->co != L) {
+  if (t->co != L && !coil__inner_awaits(L)) { /* src/coroutine.c */
     lua_pushfstring(L,
-                    "coil: %s must be called from the task itself, not from "
-                    "a coroutine inside it",
+                    "coil: %s cannot wait here (in a coroutine resumed "
+                    "where the task cannot wait)",
                     what);
     lua_error(L);
   }

@@ -60,23 +60,6 @@ function uv.spawn(path, options, on_exit)
   return handle, pid
 end
 
--- coil runs the loop: a nested uv.run would re-enter it from a task or a
--- callback (luv 1.44 does not refuse that itself)
-local uv_run = uv.run
-function uv.run(...)
-  if core._host or core.current() then
-    error("coil: uv.run cannot be called here: coil runs the loop", 2)
-  end
-  return uv_run(...)
-end
-
-if core._host_loop then
-  -- the loop belongs to the host program: a plugin may not stop it
-  function uv.stop()
-    error("coil: uv.stop is not available to a plugin on its host's loop", 2)
-  end
-end
-
 local function is_open(handle)
   local ok, closing = pcall(handle.is_closing, handle)
   return ok and not closing

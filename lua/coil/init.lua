@@ -11,6 +11,8 @@ coil.uv = uv
 coil.version = "0.1.0"
 
 require "coil.handles"
+require "coil.uvloop"
+require "coil.uvsignal"
 require "coil.sync"
 require "coil.combinators"
 require "coil.shutdown"

@@ -4,17 +4,20 @@
 -- second task requiring a module that is still loading waits for it.
 local core = require "coil"
 
-local package, type, error, ipairs, setmetatable =
-  package, type, error, ipairs, setmetatable
+local package, type, error, setmetatable, tostring, select =
+  package, type, error, setmetatable, tostring, select
 local concat = table.concat
 local current, park, wake = core.current, core._park, core._wake
 
 local loading = {} -- name -> list of tasks waiting for it
 
-local function require(name)
-  if type(name) ~= "string" then
+local function require(...)
+  local name = ...
+  local kind = select("#", ...) == 0 and "no value" or type(name)
+  if kind == "number" then name = tostring(name) -- as luaL_checkstring
+  elseif kind ~= "string" then
     error(("bad argument #1 to 'require' (string expected, got %s)")
-          :format(type(name)), 2)
+          :format(kind), 2)
   end
   local loaded = package.loaded
   local value = loaded[name]
@@ -31,8 +34,15 @@ local function require(name)
     end
   end
 
+  local searchers = package.searchers
+  if type(searchers) ~= "table" then
+    error("'package.searchers' must be a table", 2)
+  end
+  -- the stock message: each searcher's own text after "\n\t"
   local messages = {}
-  for _, searcher in ipairs(package.searchers) do
+  for i = 1, math.huge do
+    local searcher = searchers[i]
+    if searcher == nil then break end
     local loader, extra = searcher(name)
     if type(loader) == "function" then
       local list = {}
@@ -47,7 +57,7 @@ local function require(name)
       elseif loaded[name] == nil then loaded[name] = true end
       return loaded[name], extra
     elseif type(loader) == "string" then
-      messages[#messages + 1] = loader
+      messages[#messages + 1] = "\n\t" .. loader
     end
   end
   error(("module '%s' not found:%s"):format(name, concat(messages)), 2)
