@@ -38,16 +38,16 @@ extern "C" {
 /* X-macro: name, value, message. Generates the COIL_E* codes and
  * coil_strerror. Where libuv has a code with the same meaning, it is
  * libuv's (uv_err_name names it too). */
-#define COIL_ERRNO_MAP(XX)                                                    \
-  XX(EINVAL, UV_EINVAL, "invalid argument")                                   \
-  XX(ENOMEM, UV_ENOMEM,                                                       \
-     "out of memory (or the runtime's memory_limit was hit)")                 \
+#define COIL_ERRNO_MAP(XX)                                                     \
+  XX(EINVAL, UV_EINVAL, "invalid argument")                                    \
+  XX(ENOMEM, UV_ENOMEM,                                                        \
+     "out of memory (or the runtime's memory_limit was hit)")                  \
   XX(EBUSY, UV_EBUSY, "another runtime already handles the process's signals") \
-  XX(ECANCELED, UV_ECANCELED, "the task was cancelled")                       \
-  XX(ELOAD, COIL__ERRNO_BASE - 1,                                             \
-     "the code could not be loaded (missing file or syntax error)")           \
-  XX(ESTATE, COIL__ERRNO_BASE - 2, "the runtime is shutting down or closed")  \
-  XX(ELOOP, COIL__ERRNO_BASE - 3, "the libuv loop could not be set up")       \
+  XX(ECANCELED, UV_ECANCELED, "the task was cancelled")                        \
+  XX(ELOAD, COIL__ERRNO_BASE - 1,                                              \
+     "the code could not be loaded (missing file or syntax error)")            \
+  XX(ESTATE, COIL__ERRNO_BASE - 2, "the runtime is shutting down or closed")   \
+  XX(ELOOP, COIL__ERRNO_BASE - 3, "the libuv loop could not be set up")        \
   XX(ELUA, COIL__ERRNO_BASE - 4, "a Lua error")
 
 typedef enum {
@@ -74,8 +74,7 @@ typedef void (*coil_done_cb)(coil_runtime *rt, int status, int nresults,
 /* Receives every line coil would write to stderr (announcements, reports,
  * tracebacks; one call per line, the first starting with "coil: "), when
  * set; coil then writes nothing to stderr itself. */
-typedef void (*coil_message_cb)(coil_runtime *rt, const char *line,
-                                void *ud);
+typedef void (*coil_message_cb)(coil_runtime *rt, const char *line, void *ud);
 
 typedef struct coil_config {
   uv_loop_t *loop;          /* NULL: the runtime creates and owns a loop */
@@ -85,7 +84,7 @@ typedef struct coil_config {
   size_t memory_limit;      /* bytes the Lua state may use; 0 = no limit */
   coil_closed_cb on_closed; /* see above; may be NULL */
   coil_message_cb on_message; /* see above; NULL: lines go to stderr */
-  void *ud;                 /* passed to on_closed and on_message */
+  void *ud;                   /* passed to on_closed and on_message */
 } coil_config;
 
 /* Fills cfg with the defaults. */

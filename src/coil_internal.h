@@ -38,49 +38,50 @@ enum {
 };
 
 /* Task flags. */
-#define TF_THROW 0x0001         /* the value pushed for resume is an error */
-#define TF_CANCEL_PENDING 0x0002 /* a Cancelled waits for delivery */
+#define TF_THROW 0x0001           /* the value pushed for resume is an error */
+#define TF_CANCEL_PENDING 0x0002  /* a Cancelled waits for delivery */
 #define TF_CANCEL_DEFERRED 0x0004 /* raise it once the awaited task is done */
-#define TF_CANCEL_SOFT 0x0008   /* the pending one is a timeout's: a real
+#define TF_CANCEL_SOFT                                                         \
+  0x0008                             /* the pending one is a timeout's: a real
                                    cancellation replaces it */
-#define TF_FORCED 0x0010        /* closed by force: awaits fail at once */
-#define TF_MAIN 0x0020          /* the runtime's main task */
-#define TF_ERR_SEEN 0x0040      /* someone looked at its error */
-#define TF_INTERNAL 0x0080      /* coil's own (shutdown driver) */
-#define TF_HOOK_CANCELLED 0x0100 /* interrupted by the busy-task hook */
+#define TF_FORCED 0x0010             /* closed by force: awaits fail at once */
+#define TF_MAIN 0x0020               /* the runtime's main task */
+#define TF_ERR_SEEN 0x0040           /* someone looked at its error */
+#define TF_INTERNAL 0x0080           /* coil's own (shutdown driver) */
+#define TF_HOOK_CANCELLED 0x0100     /* interrupted by the busy-task hook */
 #define TF_SHUTDOWN_CANCELLED 0x0200 /* step 3 already reached it */
-#define TF_HAS_DONE_CB 0x0400   /* a coil_spawn_call done_cb waits for it */
+#define TF_HAS_DONE_CB 0x0400 /* a coil_spawn_call done_cb waits for it */
 
 struct coil_task {
   coil_runtime *rt;
-  lua_State *co;          /* its coroutine; NULL once done */
-  coil_task *next_ready;  /* ready-queue link */
-  coil_task *awaited;     /* WAIT_TASK/WAIT_SHIELD: the task waited for */
-  coil_task *waiters;     /* first task waiting for this one */
+  lua_State *co;            /* its coroutine; NULL once done */
+  coil_task *next_ready;    /* ready-queue link */
+  coil_task *awaited;       /* WAIT_TASK/WAIT_SHIELD: the task waited for */
+  coil_task *waiters;       /* first task waiting for this one */
   coil_task *wnext, *wprev; /* links in awaited->waiters */
-  uint64_t deadline;      /* WAIT_SLEEP: loop time in ms */
-  uint64_t seq;           /* WAIT_SLEEP: FIFO order among equal deadlines */
+  uint64_t deadline;        /* WAIT_SLEEP: loop time in ms */
+  uint64_t seq;             /* WAIT_SLEEP: FIFO order among equal deadlines */
   uint64_t id;
-  uint64_t started;       /* loop time at spawn, ms */
-  coil_waitset *ws;       /* the gather/wait/race watching it, if any */
-  uint32_t ws_index;      /* its place in that waitset's list */
+  uint64_t started;  /* loop time at spawn, ms */
+  coil_waitset *ws;  /* the gather/wait/race watching it, if any */
+  uint32_t ws_index; /* its place in that waitset's list */
   uint32_t heap_index;
-  int anchor;             /* slot in the live-task table */
-  int nargs;              /* values pushed for the next resume */
-  int nresults;           /* DONE: how many results it returned */
+  int anchor;   /* slot in the live-task table */
+  int nargs;    /* values pushed for the next resume */
+  int nresults; /* DONE: how many results it returned */
   uint16_t flags;
-  uint16_t cancels;       /* Cancelled delivered, less coil._uncancel */
+  uint16_t cancels; /* Cancelled delivered, less coil._uncancel */
   uint8_t state, outcome, wait;
 };
 
 /* Phases of the §3 sequence. Only coil__shutdown_step (shutdown.c) moves a
  * run from one to the next; a new run starts at PHASE_RUN (zero). */
 enum {
-  PHASE_RUN,      /* no shutdown requested */
-  PHASE_DRAIN,    /* step 2: on_shutdown hooks */
-  PHASE_CANCEL,   /* steps 3-4: every task cancelled, cleanup runs */
-  PHASE_CLOSING,  /* step 6: handles closing */
-  PHASE_CLOSED    /* on_closed called / coil_run returning */
+  PHASE_RUN,     /* no shutdown requested */
+  PHASE_DRAIN,   /* step 2: on_shutdown hooks */
+  PHASE_CANCEL,  /* steps 3-4: every task cancelled, cleanup runs */
+  PHASE_CLOSING, /* step 6: handles closing */
+  PHASE_CLOSED   /* on_closed called / coil_run returning */
 };
 
 typedef struct {
@@ -94,13 +95,13 @@ typedef struct {
   atomic_int shutdown_claimed;   /* coil_shutdown: the first call's status */
   atomic_int shutdown_requested; /* from other threads / signal handlers */
   atomic_int shutdown_request_status;
-  atomic_int wake_ok;            /* the async handle may be sent to */
-  atomic_int count;              /* interrupts received */
-  atomic_int first;              /* first interrupting signal */
-  atomic_int handled;            /* interrupts the loop has acted on */
-  atomic_int pending[32];        /* on_signal-handled signals to dispatch */
-  atomic_int override[32];       /* on_signal took these over */
-  lua_State *_Atomic running_L;  /* Lua code now running, for the busy hook */
+  atomic_int wake_ok;           /* the async handle may be sent to */
+  atomic_int count;             /* interrupts received */
+  atomic_int first;             /* first interrupting signal */
+  atomic_int handled;           /* interrupts the loop has acted on */
+  atomic_int pending[32];       /* on_signal-handled signals to dispatch */
+  atomic_int override[32];      /* on_signal took these over */
+  lua_State *_Atomic running_L; /* Lua code now running, for the busy hook */
   atomic_int hook_armed;
 } coil_async_state;
 
@@ -109,32 +110,31 @@ typedef struct {
  * coil__run_reset (shutdown.c), which also tells the Lua half. */
 typedef struct {
   int phase;
-  int stepping;       /* coil__shutdown_step is on the stack */
+  int stepping; /* coil__shutdown_step is on the stack */
   /* requests, recorded by any layer, acted on by the step */
-  int requested;      /* a shutdown was asked for */
+  int requested; /* a shutdown was asked for */
   int request_signo;
   const char *request_reason;
-  size_t request_live; /* live tasks when it was asked */
-  int cancel_wanted;  /* step 2 is over: cancel every task */
-  int force_wanted;   /* close every task by force */
+  int cancel_wanted;        /* step 2 is over: cancel every task */
+  int force_wanted;         /* close every task by force */
   const char *force_reason; /* for the report; NULL: say nothing */
-  int close_wanted;   /* close the handles now */
+  int close_wanted;         /* close the handles now */
   /* outcome */
-  int exit_set;       /* the first request's status is kept */
+  int exit_set; /* the first request's status is kept */
   int exit_status;
   int exit_signal;
-  int deadlocked;     /* this run ended in a deadlock */
+  int deadlocked; /* this run ended in a deadlock */
   /* the sequence's own state */
   int forced;
   int handles_closing;
-  int closing_count;  /* coil's own handles still closing */
+  int closing_count; /* coil's own handles still closing */
   int closed_notified;
-  int async_reffed;   /* waiting for a signal keeps the loop alive */
-  int abandoned;      /* gave up waiting for a stuck request at teardown */
-  int cancel_ref;     /* registry: the Cancelled every task gets in step 3 */
+  int async_reffed; /* waiting for a signal keeps the loop alive */
+  int abandoned;    /* gave up waiting for a stuck request at teardown */
+  int cancel_ref;   /* registry: the Cancelled every task gets in step 3 */
   uint64_t shutdown_started; /* loop time of the request, ms */
-  uint64_t hook_t0;   /* when the busy hook first ran */
-  int mem_exceeded;   /* 1: just hit, 2: acted on */
+  uint64_t hook_t0;          /* when the busy hook first ran */
+  int mem_exceeded;          /* 1: just hit, 2: acted on */
   coil_task *main_task;
 } coil_run_state;
 
@@ -143,10 +143,10 @@ struct coil_runtime {
   lua_State *L;
   uv_loop_t *loop;
   uv_loop_t own_loop;
-  int owns_loop;      /* 1 own loop, 2 own loop closed or abandoned */
-  int owns_state;     /* 0 when coil is a module inside someone's state */
-  int module;         /* loaded by require "coil" from stock Lua */
-  int in_run;         /* coil.run is driving the loop */
+  int owns_loop;  /* 1 own loop, 2 own loop given up on (abandoned) */
+  int owns_state; /* 0 when coil is a module inside someone's state */
+  int module;     /* loaded by require "coil" from stock Lua */
+  int in_run;     /* coil.run is driving the loop */
   int quiet;
   double grace;
   int signals;
@@ -154,16 +154,16 @@ struct coil_runtime {
   coil_message_cb on_message;
   void *ud;
   char last_error[512];
-  int free_pending;   /* coil_free came before the closes finished */
-  int in_on_closed;   /* on_closed is running: coil_free waits for it */
+  int free_pending; /* coil_free came before the closes finished */
+  int in_on_closed; /* on_closed is running: coil_free waits for it */
   int lua_closed;
 
   /* coil's own handles (shutdown.c opens and closes them) */
-  uv_idle_t idle;     /* active while tasks are ready: poll must not block */
-  uv_check_t check;   /* runs the ready tasks after each poll */
-  uv_timer_t timer;   /* armed for the earliest sleeper */
+  uv_idle_t idle;   /* active while tasks are ready: poll must not block */
+  uv_check_t check; /* runs the ready tasks after each poll */
+  uv_timer_t timer; /* armed for the earliest sleeper */
   uv_timer_t grace_timer;
-  uv_async_t async;   /* wakes the loop for coil_shutdown and signals */
+  uv_async_t async; /* wakes the loop for coil_shutdown and signals */
   uv_signal_t usr1;
   int usr1_started;
 
@@ -174,14 +174,19 @@ struct coil_runtime {
   coil_task *ready_head, *ready_tail;
   coil_task *current;
   uint64_t next_id;
-  size_t live;        /* tasks not done */
-  int anchors_ref;    /* registry: table slot -> live task userdata */
-  int entry_ref;      /* registry: the coroutine main function */
+  size_t live;     /* tasks not done */
+  int anchors_ref; /* registry: table slot -> live task userdata */
+  int entry_ref;   /* registry: the coroutine main function */
 
   /* memory (memory.c) */
   size_t mem_used, mem_limit;
-  void *refused_ptr;  /* the allocation the memory limit refused last */
+  void *refused_ptr; /* the allocation the memory limit refused last */
   size_t refused_size;
+  /* teardown (shutdown.c): Lua code still runs in the last report and at
+   * lua_close; the limit holds there, and once the host calls
+   * coil_shutdown again the Lua state gets no more memory */
+  atomic_int teardown;
+  atomic_int teardown_stop;
 
   coil_run_state run;
   coil_async_state as;
@@ -189,6 +194,8 @@ struct coil_runtime {
 
 /* The runtime of a C function registered with it as upvalue 1. */
 #define RT_UP(L) ((coil_runtime *)lua_touserdata(L, lua_upvalueindex(1)))
+
+COIL_INTERNAL void coil__messagef(coil_runtime *rt, const char *fmt, ...);
 
 /* Records a shutdown request (any layer may; the first status wins). The
  * shutdown step acts on it: at once when the caller is shutdown.c, else on
@@ -204,7 +211,12 @@ static inline void coil__request(coil_runtime *rt, int status, int signo,
     rt->run.requested = 1;
     rt->run.request_signo = signo;
     rt->run.request_reason = reason;
-    rt->run.request_live = rt->live;
+    /* step 1 is said when the request is recorded, not when the loop acts
+     * on it: a busy task that swallows its Cancelled never lets it */
+    if (signo && !rt->quiet)
+      coil__messagef(rt,
+                     "%s received, cancelling %zu task(s) (%s again to force)",
+                     reason, rt->live, signo == SIGINT ? "Ctrl+C" : reason);
   }
 }
 
@@ -216,13 +228,13 @@ static inline void coil__request_status(coil_runtime *rt, int status) {
   }
 }
 
-/* Layers, bottom up: each file calls only the ones above it in this list. */
+/* Layers, bottom up: each file calls only the files listed before it here
+ * (scripts/check-layers checks it; docs/internals.md is the map). */
 
 /* message.c: every line coil writes for a human */
 COIL_INTERNAL void coil__message(coil_runtime *rt, const char *text);
 COIL_INTERNAL void coil__messagef(coil_runtime *rt, const char *fmt, ...);
-COIL_INTERNAL void coil__report_error(lua_State *L, const char *what,
-                                      int idx);
+COIL_INTERNAL void coil__report_error(lua_State *L, const char *what, int idx);
 COIL_INTERNAL coil_runtime *coil__rt(lua_State *L);
 COIL_INTERNAL void coil__register_runtime(lua_State *L, coil_runtime *rt);
 
@@ -233,11 +245,11 @@ COIL_INTERNAL void coil__check_memory(coil_runtime *rt);
 
 /* task.c: the task object */
 COIL_INTERNAL void coil__push_task(lua_State *L, coil_task *t);
+COIL_INTERNAL coil_task *coil__test_task(lua_State *L, int idx);
 COIL_INTERNAL coil_task *coil__check_task(lua_State *L, int idx);
 COIL_INTERNAL coil_task *coil__test_task(lua_State *L, int idx);
 COIL_INTERNAL int coil__push_extras(lua_State *L, int idx, int create);
-COIL_INTERNAL int coil__push_extras_of(lua_State *L, coil_task *t,
-                                       int create);
+COIL_INTERNAL int coil__push_extras_of(lua_State *L, coil_task *t, int create);
 COIL_INTERNAL void coil__push_name_at(lua_State *L, int idx);
 COIL_INTERNAL void coil__push_name(lua_State *L, coil_task *t);
 COIL_INTERNAL coil_task **coil__live_tasks(coil_runtime *rt, size_t *count);
@@ -251,12 +263,12 @@ COIL_INTERNAL extern const char *const coil__wait_names[];
 COIL_INTERNAL void coil__new_cancelled(lua_State *L, const char *reason);
 COIL_INTERNAL int coil__is_cancelled(lua_State *L, int idx);
 COIL_INTERNAL void coil__new_interrupted(lua_State *L, const char *signal);
-COIL_INTERNAL void coil__traceback(lua_State *L, lua_State *co,
-                                   const char *msg, coil_task *t);
+COIL_INTERNAL void coil__traceback(lua_State *L, lua_State *co, const char *msg,
+                                   coil_task *t);
 COIL_INTERNAL int coil__msgh(lua_State *L);
 COIL_INTERNAL int coil__pcall(lua_State *L, int nargs, int nresults);
-COIL_INTERNAL int coil__call_hook(coil_runtime *rt, const char *name,
-                                  int nargs, int nresults);
+COIL_INTERNAL int coil__call_hook(coil_runtime *rt, const char *name, int nargs,
+                                  int nresults);
 COIL_INTERNAL void coil__push_error_text(lua_State *L, int idx);
 COIL_INTERNAL void coil__mark_seen(lua_State *L, int idx);
 COIL_INTERNAL void coil__record_unseen(lua_State *L, int idx);
@@ -266,6 +278,8 @@ COIL_INTERNAL void coil__error_open(lua_State *L, coil_runtime *rt);
 /* signal.c: the only async-signal-safe code */
 COIL_INTERNAL int coil__signals_install(coil_runtime *rt);
 COIL_INTERNAL void coil__signals_uninstall(coil_runtime *rt);
+COIL_INTERNAL void coil__signals_keep_usr1(coil_runtime *rt);
+COIL_INTERNAL int coil__signals_unhandled(coil_runtime *rt);
 COIL_INTERNAL void coil__signals_poll(coil_runtime *rt);
 COIL_INTERNAL void coil__signal_open(lua_State *L, coil_runtime *rt);
 COIL_INTERNAL void coil__clear_hook(coil_runtime *rt, lua_State *co);
@@ -274,6 +288,19 @@ COIL_INTERNAL void coil__interrupt_running(coil_runtime *rt);
 COIL_INTERNAL int coil__signal_number(const char *name);
 COIL_INTERNAL const char *coil__signal_name(int signo);
 COIL_INTERNAL void coil__die_by_signal(int signo);
+COIL_INTERNAL void coil__request_async(coil_runtime *rt, int status);
+
+/* coroutine.c: transparent coroutines (awaits inside user coroutines) */
+/* Replaces coroutine.resume/wrap/yield/running/isyieldable/close in L and
+ * coil._traceback (the coil table is on top of L's stack). */
+COIL_INTERNAL void coil__coroutine_open(lua_State *L, coil_runtime *rt);
+/* Whether L, a coroutine inside the running task, was resumed by coil's
+ * resume from a place an await can pass through (the await check). */
+COIL_INTERNAL int coil__inner_awaits(lua_State *L);
+/* Pushes the traceback of the suspended task t (with t->co set) prefixed by
+ * msg: from the coroutine it waits in, when it waits inside one, outward. */
+COIL_INTERNAL void coil__task_traceback(lua_State *L, coil_task *t,
+                                        const char *msg);
 
 /* scheduler.c: the ready queue and the one await-point API */
 COIL_INTERNAL void coil__make_ready(coil_runtime *rt, coil_task *t);
@@ -314,13 +341,13 @@ COIL_INTERNAL void coil__spawn_open(lua_State *L, coil_runtime *rt);
 
 /* shutdown.c: the step function, the drive loop, coil's own handles */
 COIL_INTERNAL void coil__open_handles(coil_runtime *rt);
-COIL_INTERNAL int coil__close_module_handles(coil_runtime *rt,
-                                             uv_close_cb cb);
+COIL_INTERNAL int coil__close_module_handles(coil_runtime *rt, uv_close_cb cb);
 COIL_INTERNAL void coil__run_reset(coil_runtime *rt);
 COIL_INTERNAL void coil__shutdown_step(coil_runtime *rt);
 COIL_INTERNAL void coil__drive(coil_runtime *rt, int close_when_done);
 COIL_INTERNAL void coil__shutdown_now(coil_runtime *rt);
 COIL_INTERNAL void coil__teardown(coil_runtime *rt);
+COIL_INTERNAL void coil__final_report(coil_runtime *rt);
 COIL_INTERNAL void coil__luv_running(coil_runtime *rt, int running);
 COIL_INTERNAL void coil__shutdown_open(lua_State *L, coil_runtime *rt);
 

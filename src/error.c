@@ -39,8 +39,7 @@ int coil__is_cancelled(lua_State *L, int idx) {
 static int cancelled_tostring(lua_State *L) {
   if (lua_getfield(L, 1, "reason") == LUA_TSTRING)
     lua_pushfstring(L, "cancelled: %s", lua_tostring(L, -1));
-  else
-    lua_pushliteral(L, "cancelled");
+  else lua_pushliteral(L, "cancelled");
   return 1;
 }
 
@@ -112,8 +111,8 @@ void coil__traceback(lua_State *L, lua_State *co, const char *msg,
   if (t) {
     const char *header;
     coil__push_name(L, t);
-    header = lua_pushfstring(L, "stack traceback of task '%s':",
-                             lua_tostring(L, -1));
+    header = lua_pushfstring(
+        L, "stack traceback of task '%s':", lua_tostring(L, -1));
     luaL_gsub(L, lua_tostring(L, -3), "stack traceback:", header);
     lua_replace(L, -4);
     lua_pop(L, 2);
@@ -138,7 +137,7 @@ int coil__msgh(lua_State *L) {
   rt = coil__rt(L);
   coil__traceback(L, L, msg,
                   rt && rt->current && rt->current->co == L ? rt->current
-                                                           : NULL);
+                                                            : NULL);
   return 1;
 }
 
@@ -212,15 +211,17 @@ static void report_unseen(coil_runtime *rt, lua_State *L, int task_idx) {
     lua_getiuservalue(L, task_idx, 1);
     coil__push_error_text(L, task_idx);
     if (coil__pcall(L, 3, 0) != LUA_OK) {
-      coil__report_error(L, "error in the coil.on_error handler", -1);
+      /* os.exit in the handler is a request, not an error */
+      if (!coil__is_cancelled(L, -1))
+        coil__report_error(L, "error in the coil.on_error handler", -1);
       lua_pop(L, 1);
     }
     return;
   }
   lua_pop(L, 1);
   coil__push_name_at(L, task_idx);
-  lua_pushfstring(L, "task '%s' failed and nobody awaited it: ",
-                  lua_tostring(L, -1));
+  lua_pushfstring(
+      L, "task '%s' failed and nobody awaited it: ", lua_tostring(L, -1));
   coil__push_error_text(L, task_idx);
   lua_concat(L, 2);
   coil__message(rt, lua_tostring(L, -1));

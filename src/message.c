@@ -38,8 +38,7 @@ void coil__message(coil_runtime *rt, const char *text) {
       nl = strchr(p, '\n');
       len = nl ? (size_t)(nl - p) : strlen(p);
       if (len > sizeof buf - 9) len = sizeof buf - 9;
-      snprintf(buf, sizeof buf, "%s%.*s", first ? "coil: " : "  ", (int)len,
-               p);
+      snprintf(buf, sizeof buf, "%s%.*s", first ? "coil: " : "  ", (int)len, p);
       rt->on_message(rt, buf, rt->ud);
       first = 0;
       p = nl ? nl + 1 : NULL;

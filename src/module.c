@@ -59,7 +59,12 @@ static int l_run(lua_State *L) {
 
   coil__drive(rt, 0);
 
-  if (installed) coil__signals_uninstall(rt);
+  if (installed) {
+    /* an interrupt during the teardown ends this run by it too */
+    int late = coil__signals_unhandled(rt);
+    if (late && !rt->run.exit_signal) rt->run.exit_signal = late;
+    coil__signals_uninstall(rt);
+  }
   rt->signals = 0;
   rt->in_run = 0;
   rt->run.main_task = NULL;
@@ -105,7 +110,8 @@ static int module_gc(lua_State *L) {
   *box = NULL;
   rt->L = NULL;
   rt->lua_closed = 1;
-  rt->run.closing_count = coil__close_module_handles(rt, on_module_handle_closed);
+  rt->run.closing_count =
+      coil__close_module_handles(rt, on_module_handle_closed);
   if (rt->run.closing_count == 0) {
     coil__heap_free(rt);
     free(rt);

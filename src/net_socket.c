@@ -44,7 +44,7 @@ static int l_socket_info(lua_State *L) {
                     : domain == AF_INET6 ? "inet6"
                     : domain == AF_UNIX  ? "unix"
                                          : "other");
-  lua_pushstring(L, type == SOCK_STREAM ? "stream"
+  lua_pushstring(L, type == SOCK_STREAM  ? "stream"
                     : type == SOCK_DGRAM ? "dgram"
                                          : "other");
   lua_pushboolean(L, listening);

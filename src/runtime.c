@@ -141,8 +141,7 @@ static int load_checked(coil_runtime *rt, int status) {
   return 0;
 }
 
-int coil_spawn_file(coil_runtime *rt, const char *path, int argc,
-                    char **argv) {
+int coil_spawn_file(coil_runtime *rt, const char *path, int argc, char **argv) {
   lua_State *L = rt->L;
   int r, i;
   if (path && strcmp(path, "-") == 0) path = NULL;
@@ -226,7 +225,7 @@ int coil_run(coil_runtime *rt) {
   }
   new_run_if_over(rt);
   coil__drive(rt, 1);
-  coil__report_unseen_all(rt);
+  coil__final_report(rt);
   /* after giving up on a stuck request the loop cannot close: the process
    * is about to exit, and that request with it */
   if (rt->run.abandoned) rt->owns_loop = 2;
@@ -236,16 +235,16 @@ int coil_run(coil_runtime *rt) {
 }
 
 int coil_shutdown(coil_runtime *rt, int status) {
-  int expected = 0;
   if (!rt) return COIL_EINVAL;
-  /* the first request's status wins, whichever thread gets there first */
-  if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1)) {
-    atomic_store(&rt->as.shutdown_request_status, status);
-    atomic_store(&rt->as.shutdown_requested, 1);
-    /* Lua code that never yields is reached too (after 50 ms) */
-    coil__interrupt_running(rt);
+  if (atomic_load(&rt->teardown)) {
+    /* the run is over and Lua code at teardown does not end: stop it */
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1))
+      atomic_store(&rt->as.shutdown_request_status, status);
+    atomic_store(&rt->teardown_stop, 1);
+    return 0;
   }
-  if (atomic_load(&rt->as.wake_ok)) uv_async_send(&rt->async);
+  coil__request_async(rt, status);
   return 0;
 }
 
@@ -255,7 +254,6 @@ void coil_free(coil_runtime *rt) {
     rt->free_pending = 1; /* done once on_closed returns */
     return;
   }
-  coil__signals_uninstall(rt);
   coil__shutdown_now(rt);
   if (rt->run.phase != PHASE_CLOSED) {
     if (rt->owns_loop != 1) {
@@ -273,7 +271,7 @@ const char *coil_strerror(int code) {
   case 0:
     return "success";
 #define XX(c, v, msg)                                                          \
-  case COIL_##c:                                                              \
+  case COIL_##c:                                                               \
     return msg;
     COIL_ERRNO_MAP(XX)
 #undef XX

@@ -7,7 +7,6 @@
  * coil__make_ready. Waking never allocates. (spawn.c resumes ready tasks.)
  */
 #include "coil_internal.h"
-#include "coroutine.h"
 
 static void idle_noop(uv_idle_t *h) { (void)h; }
 
@@ -86,8 +85,8 @@ int coil__suspend(lua_State *L, coil_task *t, int wait, lua_KFunction k,
 
 /* A Cancelled is being raised in t: nothing is pending any more. */
 void coil__cancel_delivered(coil_task *t) {
-  t->flags &= ~(TF_THROW | TF_CANCEL_PENDING | TF_CANCEL_DEFERRED |
-                TF_CANCEL_SOFT);
+  t->flags &=
+      ~(TF_THROW | TF_CANCEL_PENDING | TF_CANCEL_DEFERRED | TF_CANCEL_SOFT);
   if (t->cancels < UINT16_MAX) t->cancels++;
 }
 
@@ -156,7 +155,8 @@ static int l_wake(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (!lua_checkstack(t->co, n + 1)) return luaL_error(L, "coil: stack overflow");
+  if (!lua_checkstack(t->co, n + 1))
+    return luaL_error(L, "coil: stack overflow");
   lua_xmove(L, t->co, n);
   t->nargs = n;
   coil__make_ready(rt, t);

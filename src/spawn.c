@@ -9,6 +9,7 @@
  * Finishing only records: a failed main task records a shutdown request,
  * which the step function (shutdown.c) acts on after the drain.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,9 +78,13 @@ static int pop_defer(lua_State *L, coil_task *t) {
   return n;
 }
 
-/* Reports an error raised by a cleanup function (Cancelled is not). */
+/* Reports an error raised by a cleanup function (Cancelled is not: a
+ * Cancelled that left through a deferred function, os.exit's in one say,
+ * was not swallowed by the task). */
 static void report_cleanup_error(lua_State *L, coil_task *t) {
-  if (!coil__is_cancelled(L, -1)) {
+  if (coil__is_cancelled(L, -1)) {
+    if (t->cancels > 0) t->cancels--;
+  } else {
     coil__push_name(L, t);
     coil__report_error(
         L,
@@ -98,8 +103,9 @@ static int entry_k(lua_State *L, int status, lua_KContext ctx) {
   int ok = status == LUA_OK || status == LUA_YIELD;
   if (ctx == CTX_BODY) {
     if (ok) t->outcome = OUTCOME_OK;
-    else t->outcome = coil__is_cancelled(L, -1) ? OUTCOME_CANCELLED
-                                                : OUTCOME_FAILED;
+    else
+      t->outcome =
+          coil__is_cancelled(L, -1) ? OUTCOME_CANCELLED : OUTCOME_FAILED;
     /* the defers get the reporting handler: their errors are only told */
     lua_pushcfunction(L, coil__msgh);
     lua_replace(L, 1);
@@ -174,7 +180,13 @@ coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs) {
 
 static int l_spawn(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  /* a callable object runs like a function (lua_pcallk calls __call), as
+   * call_later, gather and race already accept it */
+  if (lua_type(L, 1) != LUA_TFUNCTION) {
+    if (luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
+      luaL_checktype(L, 1, LUA_TFUNCTION);
+    else lua_pop(L, 1);
+  }
   if (rt->run.phase >= PHASE_CLOSING)
     return luaL_error(L, "coil: the runtime is closing; no task can start");
   coil__spawn(L, rt, lua_gettop(L) - 1);
@@ -296,8 +308,8 @@ static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
   coil_task *w;
 
   if (st != LUA_OK) { /* the entry itself failed: out of memory, say */
-    t->outcome = coil__is_cancelled(co, -1) ? OUTCOME_CANCELLED
-                                           : OUTCOME_FAILED;
+    t->outcome =
+        coil__is_cancelled(co, -1) ? OUTCOME_CANCELLED : OUTCOME_FAILED;
     nres = 1;
   }
   coil__push_task(L, t);
@@ -458,6 +470,7 @@ static void task_resume(coil_runtime *rt, coil_task *t) {
   t->state = TASK_RUNNING;
   rt->current = t;
   atomic_store(&rt->as.running_L, co);
+  errno = 0; /* the interrupt hook reads EINTR as "a C call was cut short" */
   st = lua_resume(co, rt->L, t->nargs, &nres);
   atomic_store(&rt->as.running_L, NULL);
   rt->current = NULL;
@@ -505,8 +518,8 @@ void coil__force(coil_runtime *rt, coil_task *t) {
   if (t->state == TASK_DONE) return;
   coil__task_unlink_waits(rt, t);
   t->flags |= TF_FORCED;
-  t->flags &= ~(TF_THROW | TF_CANCEL_PENDING | TF_CANCEL_DEFERRED |
-                TF_CANCEL_SOFT);
+  t->flags &=
+      ~(TF_THROW | TF_CANCEL_PENDING | TF_CANCEL_DEFERRED | TF_CANCEL_SOFT);
   rt->current = t;
   coil__closethread(co, L);
   lua_settop(co, 0);
@@ -558,7 +571,6 @@ static int l_defer(lua_State *L) {
   return 0;
 }
 
-
 /* ---- opening ------------------------------------------------------------- */
 
 static const luaL_Reg spawn_methods[] = {{"await", task_await},
@@ -567,10 +579,8 @@ static const luaL_Reg spawn_methods[] = {{"await", task_await},
                                          {"on_done", task_on_done},
                                          {NULL, NULL}};
 
-static const luaL_Reg spawn_funcs[] = {{"spawn", l_spawn},
-                                       {"shield", l_shield},
-                                       {"defer", l_defer},
-                                       {NULL, NULL}};
+static const luaL_Reg spawn_funcs[] = {
+    {"spawn", l_spawn}, {"shield", l_shield}, {"defer", l_defer}, {NULL, NULL}};
 
 /* Adds spawn, await and the rest to the coil table on top of L's stack, and
  * makes the shared coroutine entry. */

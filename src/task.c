@@ -18,8 +18,7 @@ const char coil__task_mt_key = 't';
 
 static const char *const state_names[] = {"ready", "running", "suspended",
                                           "done"};
-const char *const coil__wait_names[] = {"", "sleep", "await", "shield",
-                                        "wait"};
+const char *const coil__wait_names[] = {"", "sleep", "await", "shield", "wait"};
 
 /* Pushes the task's userdata. */
 void coil__push_task(lua_State *L, coil_task *t) {
@@ -41,7 +40,7 @@ coil_task *coil__test_task(lua_State *L, int idx) {
   return NULL;
 }
 
-/* The task at idx; raises a `coil: ` line naming what was there instead
+/* The task at idx, or raises a `coil: ` line naming what was there instead
  * (Lua's own message would say "bad argument #1 to '?'" for a method). */
 coil_task *coil__check_task(lua_State *L, int idx) {
   coil_task *t = coil__test_task(L, idx);
@@ -53,9 +52,11 @@ coil_task *coil__check_task(lua_State *L, int idx) {
             : luaL_typename(L, idx);
   if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar)) name = ar.name;
   if (name)
-    luaL_error(L, "coil: bad argument #%d to '%s' (a coil.task expected, got %s)",
+    luaL_error(L,
+               "coil: bad argument #%d to '%s' (a coil.task expected, got %s)",
                idx, name, got);
-  luaL_error(L, "coil: bad argument #%d (a coil.task expected, got %s)", idx, got);
+  luaL_error(L, "coil: bad argument #%d (a coil.task expected, got %s)", idx,
+             got);
   return NULL;
 }
 
@@ -248,11 +249,12 @@ static int l_tasks(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg task_methods[] = {{"done", task_done},
-                                        {"cancelled", task_cancelled},
-                                        {"name", task_name},
-                                        {"_remove_on_done", task_remove_on_done},
-                                        {NULL, NULL}};
+static const luaL_Reg task_methods[] = {
+    {"done", task_done},
+    {"cancelled", task_cancelled},
+    {"name", task_name},
+    {"_remove_on_done", task_remove_on_done},
+    {NULL, NULL}};
 
 static const luaL_Reg task_funcs[] = {{"current", l_current},
                                       {"tasks", l_tasks},

@@ -8,7 +8,6 @@
 
 #include "coil_internal.h"
 
-
 static int before(const coil_task *a, const coil_task *b) {
   return a->deadline < b->deadline ||
          (a->deadline == b->deadline && a->seq < b->seq);
@@ -133,8 +132,7 @@ static int l_sleep(lua_State *L) {
   s = lua_tonumberx(L, 1, &isnum);
   if (!isnum || s < 0 || s != s) {
     if (!isnum)
-      lua_pushfstring(L,
-                      "coil: sleep expects a number of seconds, got %s",
+      lua_pushfstring(L, "coil: sleep expects a number of seconds, got %s",
                       luaL_typename(L, 1));
     else
       lua_pushfstring(L,
@@ -154,8 +152,7 @@ static int l_sleep(lua_State *L) {
   else ms = (uint64_t)ceil(s * 1000.0);
   t->deadline = uv_now(rt->loop) + ms;
   t->seq = ++rt->sleep_seq;
-  if (!heap_push(&rt->sleepers, t))
-    return luaL_error(L, "coil: out of memory");
+  if (!heap_push(&rt->sleepers, t)) return luaL_error(L, "coil: out of memory");
   if (t->heap_index == 0) rearm(rt);
   return coil__suspend(L, t, WAIT_SLEEP, sleep_k, 0);
 }

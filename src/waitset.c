@@ -4,23 +4,17 @@
  * allocated per task, no callback per completion. A task is in at most one
  * waitset; the Lua side watches a task already in another one with on_done
  * and coil._waitset_notify. spawn.c tells a task's waitset when it is done.
- */
-#include <string.h>
-
-#include "coil_internal.h"
-
-
-/* A waitset watches the tasks of one gather/wait/race call for one waiting
- * task, with a pointer in each task and counters here: nothing allocated per
- * task, no callback per completion. A task is in at most one waitset; the
- * Lua side watches a task already in another one with on_done and
- * coil._waitset_notify.
  *
  * The waitset never looks at the caller's list after coil._waitset returns
  * (a supervisor may refill it while the call waits): `linked` holds the
  * tasks that point at it, each slot cleared when its task ends, so closing
  * it unlinks exactly those; user value 1 anchors the waiting task (`owner`)
- * and user value 2 maps the indices of shared tasks to the tasks. */
+ * and user value 2 maps the indices of shared tasks to the tasks.
+ */
+#include <string.h>
+
+#include "coil_internal.h"
+
 #define WAITSET_MT "coil.waitset"
 
 enum { WS_ALL, WS_FIRST, WS_ERROR, WS_BAD };
@@ -30,8 +24,8 @@ struct coil_waitset {
   coil_task *owner;
   uint32_t n, ndone;
   uint32_t first_done, first_error, first_bad; /* 1-based; 0 = none yet */
-  uint32_t nlinked; /* non-NULL slots of linked */
-  int waiting;      /* mode the owner waits for, or -1 */
+  uint32_t nlinked;                            /* non-NULL slots of linked */
+  int waiting; /* mode the owner waits for, or -1 */
   int closed;
   coil_task *linked[]; /* n slots: the task at that index, while it points
                           here */
@@ -67,7 +61,7 @@ static void waitset_task_done(coil_runtime *rt, coil_waitset *ws,
   }
 }
 
-/* A linked task ended: it no longer points at ws. */
+/* A linked task ended (spawn.c tells): it no longer points at ws. */
 void coil__waitset_linked_done(coil_runtime *rt, coil_task *t) {
   coil_waitset *ws = t->ws;
   ws->linked[t->ws_index - 1] = NULL;
@@ -105,8 +99,10 @@ static int l_waitset(lua_State *L) {
   coil__inside_task(L, "wait");
   len = (lua_Integer)lua_rawlen(L, 1);
   if (want < 0 || want > len || want > (lua_Integer)INT32_MAX)
-    return luaL_error(L, "coil: _waitset: count %I out of range (the list "
-                         "has %I)", want, len);
+    return luaL_error(L,
+                      "coil: _waitset: count %I out of range (the list "
+                      "has %I)",
+                      want, len);
   n = (uint32_t)want;
   /* every entry is checked before any task is linked */
   for (i = 1; i <= n; i++) {
@@ -169,8 +165,10 @@ static int l_waitset_notify(lua_State *L) {
   coil_task *t;
   if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE ||
       lua_rawgeti(L, -1, i) == LUA_TNIL)
-    return luaL_error(L, "coil: _waitset_notify: %I is not a shared task "
-                         "of this waitset, or was notified already", i);
+    return luaL_error(L,
+                      "coil: _waitset_notify: %I is not a shared task "
+                      "of this waitset, or was notified already",
+                      i);
   t = (coil_task *)lua_touserdata(L, -1);
   if (t->state != TASK_DONE)
     return luaL_error(L, "coil: _waitset_notify: task %I is not done", i);
@@ -197,8 +195,7 @@ static int l_waitset_wait(lua_State *L) {
   coil_task *t = coil__await_check(L, "wait");
   if (waitset_met(ws, mode)) return 0;
   if (ws->closed) return luaL_error(L, "coil: wait on a closed waitset");
-  if (ws->waiting >= 0 && ws->owner != t &&
-      ws->owner->state == TASK_SUSPENDED)
+  if (ws->waiting >= 0 && ws->owner != t && ws->owner->state == TASK_SUSPENDED)
     return luaL_error(L, "coil: another task waits on this waitset");
   lua_settop(L, 1);
   coil__push_task(L, t); /* the waiting task stays anchored by ws */
@@ -213,9 +210,12 @@ static int l_waitset_wait(lua_State *L) {
 static int l_waitset_state(lua_State *L) {
   coil_waitset *ws = (coil_waitset *)luaL_checkudata(L, 1, WAITSET_MT);
   lua_pushinteger(L, ws->ndone);
-  if (ws->first_done) lua_pushinteger(L, ws->first_done); else lua_pushnil(L);
-  if (ws->first_error) lua_pushinteger(L, ws->first_error); else lua_pushnil(L);
-  if (ws->first_bad) lua_pushinteger(L, ws->first_bad); else lua_pushnil(L);
+  if (ws->first_done) lua_pushinteger(L, ws->first_done);
+  else lua_pushnil(L);
+  if (ws->first_error) lua_pushinteger(L, ws->first_error);
+  else lua_pushnil(L);
+  if (ws->first_bad) lua_pushinteger(L, ws->first_bad);
+  else lua_pushnil(L);
   return 4;
 }
 
@@ -230,14 +230,12 @@ static int waitset_gc(lua_State *L) {
   return 0;
 }
 
-/* ---- finishing ---------------------------------------------------------------- */
-
-/* The status a main chunk's first result asks for, or -1 for none. */
-
-static const luaL_Reg waitset_funcs[] = {
-    {"_waitset", l_waitset},           {"_waitset_notify", l_waitset_notify},
-    {"_waitset_wait", l_waitset_wait}, {"_waitset_state", l_waitset_state},
-    {"_waitset_close", l_waitset_close}, {NULL, NULL}};
+static const luaL_Reg waitset_funcs[] = {{"_waitset", l_waitset},
+                                         {"_waitset_notify", l_waitset_notify},
+                                         {"_waitset_wait", l_waitset_wait},
+                                         {"_waitset_state", l_waitset_state},
+                                         {"_waitset_close", l_waitset_close},
+                                         {NULL, NULL}};
 
 void coil__waitset_open(lua_State *L, coil_runtime *rt) {
   luaL_newmetatable(L, WAITSET_MT);

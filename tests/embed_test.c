@@ -193,8 +193,7 @@ typedef struct {
   char error[128];
 } call_record;
 
-static void on_call_done(coil_runtime *rt, int status, int nresults,
-                         void *ud) {
+static void on_call_done(coil_runtime *rt, int status, int nresults, void *ud) {
   call_record *rec = (call_record *)ud;
   lua_State *L = coil_lua(rt);
   int i;
@@ -204,8 +203,7 @@ static void on_call_done(coil_runtime *rt, int status, int nresults,
   if (status == 0) {
     for (i = 1; i <= nresults; i++) rec->sum += lua_tointeger(L, -i);
   } else {
-    snprintf(rec->error, sizeof rec->error, "%s",
-             luaL_tolstring(L, -1, NULL));
+    snprintf(rec->error, sizeof rec->error, "%s", luaL_tolstring(L, -1, NULL));
     lua_pop(L, 1);
   }
 }
@@ -216,10 +214,10 @@ static void test_spawn_call_results_and_errors(void) {
   call_record ok = {0, -1, -1, 0, ""}, bad = {0, -1, -1, 0, ""};
   CHECK_EQ(coil_new(&rt, NULL), 0);
   L = coil_lua(rt);
-  CHECK_EQ(luaL_dostring(L,
-                         "local coil = require 'coil'\n"
-                         "function add3(a, b, c) coil.sleep(0.01) return a, b, c end\n"
-                         "function fail(msg) coil.sleep(0) error(msg, 0) end"),
+  CHECK_EQ(luaL_dostring(
+               L, "local coil = require 'coil'\n"
+                  "function add3(a, b, c) coil.sleep(0.01) return a, b, c end\n"
+                  "function fail(msg) coil.sleep(0) error(msg, 0) end"),
            0);
   lua_getglobal(L, "add3");
   lua_pushinteger(L, 1);
@@ -472,18 +470,19 @@ static void test_memory_limit_counts_live_data_only(void) {
   plugin_config(&cfg, &loop, &rec);
   cfg.memory_limit = 4u << 20;
   CHECK_EQ(coil_new(&rt, &cfg), 0);
-  CHECK_EQ(coil_spawn_string(rt,
-                             "local coil = require 'coil'\n"
-                             "local keep = {}\n"
-                             "for i = 1, 2600 do keep[i] = ('k'):rep(1000) .. i end\n"
-                             "for i = 1, 2e5 do local s = ('g'):rep(1000) .. i\n"
-                             "  if i % 5000 == 0 then coil.sleep(0) end end\n"
-                             "survived = true\n"
-                             "coil.stopping():wait()",
-                             "=garbage"),
+  CHECK_EQ(coil_spawn_string(
+               rt,
+               "local coil = require 'coil'\n"
+               "local keep = {}\n"
+               "for i = 1, 2600 do keep[i] = ('k'):rep(1000) .. i end\n"
+               "for i = 1, 2e5 do local s = ('g'):rep(1000) .. i\n"
+               "  if i % 5000 == 0 then coil.sleep(0) end end\n"
+               "survived = true\n"
+               "coil.stopping():wait()",
+               "=garbage"),
            0);
-  for (int i = 0; i < 5000 && lua_getglobal(coil_lua(rt), "survived") == LUA_TNIL;
-       i++) {
+  for (int i = 0;
+       i < 5000 && lua_getglobal(coil_lua(rt), "survived") == LUA_TNIL; i++) {
     lua_pop(coil_lua(rt), 1);
     uv_run(&loop, UV_RUN_NOWAIT);
   }
@@ -540,8 +539,7 @@ static void test_shutdown_reaches_busy_plugin(void) {
   CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
-static void shutdown_when_done(coil_runtime *rt, int status, int n,
-                               void *ud) {
+static void shutdown_when_done(coil_runtime *rt, int status, int n, void *ud) {
   (void)status;
   (void)n;
   (void)ud;
@@ -595,7 +593,6 @@ static void test_plugin_uv_run_leaves_the_host_loop_alone(void) {
   coil_free(rt);
   CHECK_EQ(uv_loop_close(&loop), 0);
 }
-
 
 /* ---- error codes and messages (SPEC 5) ------------------------------------- */
 
@@ -697,16 +694,20 @@ static void test_every_message_through_on_message(void) {
   fflush(stderr);
   CHECK(fstat(fd, &st) == 0);
   dup2(saved, 2);
-  if (st.st_size != 0) fprintf(stderr, "stderr got %ld bytes\n", (long)st.st_size);
+  if (st.st_size != 0)
+    fprintf(stderr, "stderr got %ld bytes\n", (long)st.st_size);
   CHECK_EQ(st.st_size, 0);
   close(fd);
   close(saved);
 
-  CHECK(strstr(log.text, "coil: task 'task-2' failed and nobody awaited it: ") != NULL);
+  CHECK(strstr(log.text,
+               "coil: task 'task-2' failed and nobody awaited it: ") != NULL);
   if (getenv("SHOW")) fputs(log.text, stdout), fflush(stdout);
-  CHECK(strstr(log.text, "coil: task 'task-3' swallowed its cancellation") != NULL);
+  CHECK(strstr(log.text, "coil: task 'task-3' swallowed its cancellation") !=
+        NULL);
   CHECK(strstr(log.text, "\ncoil: one\n  two\n") != NULL);
-  CHECK(strstr(log.text, "\ncoil: plugin:7: main fails\n  stack traceback") != NULL);
+  CHECK(strstr(log.text, "\ncoil: plugin:7: main fails\n  stack traceback") !=
+        NULL);
   CHECK(strstr(log.text, "\ncoil: deadlock: 2 task(s) waiting") != NULL);
   CHECK(strstr(log.text, "\ncoil: deadlock during shutdown") != NULL ||
         strstr(log.text, "closed by force") != NULL);
@@ -732,23 +733,25 @@ static void test_run_returns_only_a_status(void) {
 static void test_runs_again_cleanly(void) {
   coil_runtime *rt;
   CHECK_EQ(coil_new(&rt, NULL), 0);
-  CHECK_EQ(coil_spawn_string(rt,
-                             "local coil = require 'coil'\n"
-                             "hooks = 0\n"
-                             "coil.on_shutdown(function() hooks = hooks + 1 end)\n"
-                             "coil.shutdown(3); coil.sleep(10)\n",
-                             "=first"),
-           0);
+  CHECK_EQ(
+      coil_spawn_string(rt,
+                        "local coil = require 'coil'\n"
+                        "hooks = 0\n"
+                        "coil.on_shutdown(function() hooks = hooks + 1 end)\n"
+                        "coil.shutdown(3); coil.sleep(10)\n",
+                        "=first"),
+      0);
   CHECK_EQ(coil_run(rt), 3);
   CHECK_EQ(global_int(rt, "hooks"), 1);
   /* a second run: the hook of a run that ended without a shutdown is
    * not carried into the third */
-  CHECK_EQ(coil_spawn_string(rt,
-                             "local coil = require 'coil'\n"
-                             "coil.on_shutdown(function() hooks = hooks + 10 end)\n"
-                             "return coil.stopping():is_set() and 9 or 0\n",
-                             "=second"),
-           0);
+  CHECK_EQ(
+      coil_spawn_string(rt,
+                        "local coil = require 'coil'\n"
+                        "coil.on_shutdown(function() hooks = hooks + 10 end)\n"
+                        "return coil.stopping():is_set() and 9 or 0\n",
+                        "=second"),
+      0);
   CHECK_EQ(coil_run(rt), 0);
   CHECK_EQ(coil_run(rt), 0); /* nothing to do: a run that ends at once */
   CHECK_EQ(coil_spawn_string(rt,
@@ -766,8 +769,7 @@ static const test_case cases[] = {
     {"run_returns_only_a_status", test_run_returns_only_a_status},
     {"runs_again_cleanly", test_runs_again_cleanly},
     {"error_codes_outside_libuv", test_error_codes_outside_libuv},
-    {"every_message_through_on_message",
-     test_every_message_through_on_message},
+    {"every_message_through_on_message", test_every_message_through_on_message},
     {"free_from_on_closed", test_free_from_on_closed},
     {"memory_limit_counts_live_data_only",
      test_memory_limit_counts_live_data_only},

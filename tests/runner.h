@@ -19,24 +19,24 @@ typedef struct {
   void (*fn)(void);
 } test_case;
 
-#define CHECK(cond)                                                           \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      fflush(stderr);                                                         \
-      _exit(1);                                                               \
-    }                                                                         \
+      fflush(stderr);                                                          \
+      _exit(1);                                                                \
+    }                                                                          \
   } while (0)
 
-#define CHECK_EQ(a, b)                                                        \
-  do {                                                                        \
-    long long va_ = (long long)(a), vb_ = (long long)(b);                     \
-    if (va_ != vb_) {                                                         \
-      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__,     \
-              __LINE__, #a, #b, va_, vb_);                                    \
-      fflush(stderr);                                                         \
-      _exit(1);                                                               \
-    }                                                                         \
+#define CHECK_EQ(a, b)                                                         \
+  do {                                                                         \
+    long long va_ = (long long)(a), vb_ = (long long)(b);                      \
+    if (va_ != vb_) {                                                          \
+      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__,      \
+              __LINE__, #a, #b, va_, vb_);                                     \
+      fflush(stderr);                                                          \
+      _exit(1);                                                                \
+    }                                                                          \
   } while (0)
 
 static int run_tests(const test_case *cases, int argc, char **argv,
@@ -71,8 +71,7 @@ static int run_tests(const test_case *cases, int argc, char **argv,
         printf("FAILED %s (killed by signal %d%s)\n", cases[i].name,
                WTERMSIG(status),
                WTERMSIG(status) == SIGALRM ? ": time limit" : "");
-      else
-        printf("FAILED %s (exit %d)\n", cases[i].name, WEXITSTATUS(status));
+      else printf("FAILED %s (exit %d)\n", cases[i].name, WEXITSTATUS(status));
       failed++;
     }
   }

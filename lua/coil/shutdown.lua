@@ -25,10 +25,14 @@ end
 --- coil.stopping() -> event set when the shutdown begins.
 function core.stopping() return stopping end
 
---- A new run (coil.run again): nothing of the last one carries over.
+--- A new run (coil.run again): nothing of the last one carries over — a
+-- fresh stopping() event, and no hook registered by a task of an earlier
+-- run (a hook registered between runs, outside any task, is for this one).
 function hooks.new_run()
   stopping = sync.event()
-  shutdown_hooks = {}
+  for i = #shutdown_hooks, 1, -1 do
+    if shutdown_hooks[i].from_task then table.remove(shutdown_hooks, i) end
+  end
 end
 
 local Hook = { __name = "coil.shutdown_hook" }
@@ -48,7 +52,7 @@ function core.on_shutdown(fn)
   if type(fn) ~= "function" then
     error("coil: on_shutdown expects a function, got " .. type(fn), 2)
   end
-  local hook = setmetatable({ fn = fn }, Hook)
+  local hook = setmetatable({ fn = fn, from_task = core.current() ~= nil }, Hook)
   shutdown_hooks[#shutdown_hooks + 1] = hook
   return hook
 end
