@@ -26,6 +26,7 @@ local waitset, waitset_notify = core._waitset, core._waitset_notify
 local waitset_wait, waitset_state, waitset_close =
   core._waitset_wait, core._waitset_state, core._waitset_close
 local Cancelled, Timeout = core.Cancelled, core.Timeout
+local check_self = require("coil.sync").check_self
 
 local task_mt = debug.getregistry()["coil.task"]
 local methods = task_mt.__index
@@ -482,6 +483,7 @@ local Later = { __name = "coil.call_later" }
 Later.__index = Later
 
 function Later:__tostring()
+  check_self(self, Later, "call_later:__tostring")
   return ("coil.call_later (%s)"):format(
     self._task and "started" or self._timer and "pending" or "cancelled")
 end
@@ -490,6 +492,7 @@ end
 -- @return true if this prevented it; false if it already started or was
 --   cancelled before
 function Later:cancel()
+  check_self(self, Later, "call_later:cancel")
   local timer = self._timer
   if not timer then return false end
   self._timer = nil
@@ -498,7 +501,10 @@ function Later:cancel()
 end
 
 --- @return the task running fn once it started, else nil
-function Later:task() return self._task end
+function Later:task()
+  check_self(self, Later, "call_later:task")
+  return self._task
+end
 
 --- coil.call_later(s, fn, ...) -> handle: runs fn(...) as a task after s
 -- seconds (unless handle:cancel() came first, or the shutdown reached its
