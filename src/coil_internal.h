@@ -277,6 +277,9 @@ COIL_INTERNAL const char *coil__signal_name(int signo);
 COIL_INTERNAL void coil__die_by_signal(int signo);
 COIL_INTERNAL void coil__request_async(coil_runtime *rt, int status);
 
+/* coroutine.c: transparent coroutines (declared in coroutine.h): an await
+ * inside a user coroutine suspends the whole task */
+
 /* scheduler.c: the ready queue and the one await-point API */
 COIL_INTERNAL void coil__make_ready(coil_runtime *rt, coil_task *t);
 COIL_INTERNAL coil_task *coil__inside_task(lua_State *L, const char *what);

@@ -32,7 +32,7 @@ static char guard_mt_key;
 static void set_thread(lua_State *L, const void *key, lua_State *co) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, key); /* v, t */
   lua_pushthread(co);
-  lua_xmove(co, L, 1); /* v, t, co */
+  lua_xmove(co, L, 1);   /* v, t, co */
   lua_rotate(L, -3, -1); /* t, co, v */
   lua_rawset(L, -3);
   lua_pop(L, 1);
@@ -252,7 +252,7 @@ static int is_task_main(coil_runtime *rt, lua_State *co) {
   return rt->current != NULL && rt->current->co == co;
 }
 
-static int co_yield(lua_State *L) {
+static int co_yield (lua_State *L) {
   if (is_task_main(RT_UP(L), L))
     return luaL_error(L, "attempt to yield from outside a coroutine");
   return lua_yield(L, lua_gettop(L));
@@ -341,11 +341,13 @@ static void new_weak(lua_State *L, const void *key) {
 }
 
 void coil__coroutine_open(lua_State *L, coil_runtime *rt) {
-  static const luaL_Reg funcs[] = {
-      {"resume", co_resume},       {"wrap", co_wrap},
-      {"yield", co_yield},         {"running", co_running},
-      {"isyieldable", co_isyieldable}, {"close", co_close},
-      {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"resume", co_resume},
+                                   {"wrap", co_wrap},
+                                   {"yield", co_yield },
+                                   {"running", co_running},
+                                   {"isyieldable", co_isyieldable},
+                                   {"close", co_close},
+                                   {NULL, NULL}};
   new_weak(L, &inner_key);
   new_weak(L, &parked_key);
   new_weak(L, &innermost_key);
