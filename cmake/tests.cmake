@@ -25,6 +25,13 @@ target_link_libraries(embed_test PRIVATE coil_static Threads::Threads)
 add_test(NAME embed_test COMMAND embed_test)
 set_tests_properties(embed_test PROPERTIES TIMEOUT 300)
 
+# Lua code at teardown (__gc at lua_close): limit and watchdog.
+add_executable(teardown_test tests/teardown_test.c)
+target_compile_options(teardown_test PRIVATE ${COIL_WARNINGS})
+target_link_libraries(teardown_test PRIVATE coil_static Threads::Threads)
+add_test(NAME teardown_test COMMAND teardown_test)
+set_tests_properties(teardown_test PROPERTIES TIMEOUT 300)
+
 add_executable(embed_cycle tests/embed_cycle.c)
 target_compile_options(embed_cycle PRIVATE ${COIL_WARNINGS})
 target_link_libraries(embed_cycle PRIVATE coil_static)

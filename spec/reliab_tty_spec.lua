@@ -24,3 +24,22 @@ describe("one Ctrl+C on a terminal", function()
     assert.not_matches("io.read returned", out)
   end)
 end)
+
+describe("a shell loop running coil in a real terminal", function()
+  it("stops on one Ctrl+C, 50 tries in a row", function()
+    -- the Ctrl+C lands at a random moment of coil's run or its teardown
+    -- (a __gc at lua_close). Not later: once a process is inside exit(2) no
+    -- program sees a signal, and bash takes the status 0 as "handled" --
+    -- `lua5.4 -e 'print(1)'` in such a loop misses it often.
+    local cmd = ("while true; do %s spec/fixtures/reliab_short.lua; done"):format(COIL_BIN)
+    local _, results = pty_run({ "--tries", "50", "--wait-for", "tick",
+      "--delay-range", "0,0.1", "--seed", tostring(os.time()),
+      "--timeout", "15", "--", "bash", "-c", cmd }, 600)
+    assert.equal(50, #results)
+    local stopped = 0
+    for _, r in ipairs(results) do
+      if r == "signal 2" then stopped = stopped + 1 end
+    end
+    assert.equal(50, stopped, table.concat(results, ", "))
+  end)
+end)

@@ -183,6 +183,11 @@ struct coil_runtime {
   size_t mem_used, mem_limit;
   void *refused_ptr; /* the allocation the memory limit refused last */
   size_t refused_size;
+  /* teardown (shutdown.c): Lua code still runs in the last report and at
+   * lua_close; the limit holds there, and once the host calls
+   * coil_shutdown again the Lua state gets no more memory */
+  atomic_int teardown;
+  atomic_int teardown_stop;
 
   coil_run_state run;
   coil_async_state as;
@@ -267,6 +272,8 @@ COIL_INTERNAL void coil__error_open(lua_State *L, coil_runtime *rt);
 /* signal.c: the only async-signal-safe code */
 COIL_INTERNAL int coil__signals_install(coil_runtime *rt);
 COIL_INTERNAL void coil__signals_uninstall(coil_runtime *rt);
+COIL_INTERNAL void coil__signals_keep_usr1(coil_runtime *rt);
+COIL_INTERNAL int coil__signals_unhandled(coil_runtime *rt);
 COIL_INTERNAL void coil__signals_poll(coil_runtime *rt);
 COIL_INTERNAL void coil__signal_open(lua_State *L, coil_runtime *rt);
 COIL_INTERNAL void coil__clear_hook(coil_runtime *rt, lua_State *co);
@@ -325,6 +332,7 @@ COIL_INTERNAL void coil__shutdown_step(coil_runtime *rt);
 COIL_INTERNAL void coil__drive(coil_runtime *rt, int close_when_done);
 COIL_INTERNAL void coil__shutdown_now(coil_runtime *rt);
 COIL_INTERNAL void coil__teardown(coil_runtime *rt);
+COIL_INTERNAL void coil__final_report(coil_runtime *rt);
 COIL_INTERNAL void coil__luv_running(coil_runtime *rt, int running);
 COIL_INTERNAL void coil__shutdown_open(lua_State *L, coil_runtime *rt);
 

@@ -211,7 +211,9 @@ static void report_unseen(coil_runtime *rt, lua_State *L, int task_idx) {
     lua_getiuservalue(L, task_idx, 1);
     coil__push_error_text(L, task_idx);
     if (coil__pcall(L, 3, 0) != LUA_OK) {
-      coil__report_error(L, "error in the coil.on_error handler", -1);
+      /* os.exit in the handler is a request, not an error */
+      if (!coil__is_cancelled(L, -1))
+        coil__report_error(L, "error in the coil.on_error handler", -1);
       lua_pop(L, 1);
     }
     return;

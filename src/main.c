@@ -180,6 +180,7 @@ int main(int argc, char **argv) {
   }
   if (!script && !has_e && !show_version) {
     if (isatty(STDIN_FILENO)) {
+      fputs("coil: ", stderr); /* a message, like every other one */
       usage(stderr);
       return 1;
     }

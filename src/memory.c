@@ -2,8 +2,9 @@
  * Memory: the allocator keeps count so that a plugin can be held to
  * memory_limit. The limit is enforced only while the runtime's Lua code
  * runs (where a failure is an ordinary, catchable "not enough memory"
- * error), never in coil's own bookkeeping between resumes, which could not
- * recover. Once hit, the runtime is shut down with a quarter more room so
+ * error), the teardown's included (rt->teardown: the last report, __gc at
+ * lua_close), never in coil's own bookkeeping between resumes, which could
+ * not recover. Once hit, the runtime is shut down with a quarter more room so
  * that cleanup can run.
  */
 #include <stdlib.h>
@@ -18,9 +19,18 @@ void *coil__alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     rt->mem_used -= osize;
     return NULL;
   }
-  if (rt->mem_limit && nsize > osize &&
-      atomic_load_explicit(&rt->as.running_L, memory_order_relaxed) != NULL) {
+  if (nsize > osize &&
+      (rt->mem_limit ||
+       atomic_load_explicit(&rt->teardown_stop, memory_order_relaxed)) &&
+      (atomic_load_explicit(&rt->as.running_L, memory_order_relaxed) != NULL ||
+       atomic_load_explicit(&rt->teardown, memory_order_relaxed))) {
     size_t limit = rt->mem_limit;
+    /* the host asked to stop a teardown that does not end (a __gc that
+     * never returns: Lua runs no hooks in finalizers, so this is how) */
+    if (atomic_load_explicit(&rt->teardown_stop, memory_order_relaxed) &&
+        atomic_load_explicit(&rt->teardown, memory_order_relaxed))
+      return NULL;
+    if (!limit) goto grant;
     if (rt->run.mem_exceeded) limit += limit / 4;
     if (rt->mem_used + (nsize - osize) > limit) {
       /* Lua collects garbage and asks again with the same arguments: only a
@@ -34,6 +44,7 @@ void *coil__alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
       return NULL;
     }
   }
+grant:
   rt->refused_size = 0;
   ptr = realloc(ptr, nsize);
   if (ptr) rt->mem_used += nsize - osize;

@@ -59,7 +59,12 @@ static int l_run(lua_State *L) {
 
   coil__drive(rt, 0);
 
-  if (installed) coil__signals_uninstall(rt);
+  if (installed) {
+    /* an interrupt during the teardown ends this run by it too */
+    int late = coil__signals_unhandled(rt);
+    if (late && !rt->run.exit_signal) rt->run.exit_signal = late;
+    coil__signals_uninstall(rt);
+  }
   rt->signals = 0;
   rt->in_run = 0;
   rt->run.main_task = NULL;

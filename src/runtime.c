@@ -225,7 +225,7 @@ int coil_run(coil_runtime *rt) {
   }
   new_run_if_over(rt);
   coil__drive(rt, 1);
-  coil__report_unseen_all(rt);
+  coil__final_report(rt);
   /* after giving up on a stuck request the loop cannot close: the process
    * is about to exit, and that request with it */
   if (rt->run.abandoned) rt->owns_loop = 2;
@@ -246,7 +246,6 @@ void coil_free(coil_runtime *rt) {
     rt->free_pending = 1; /* done once on_closed returns */
     return;
   }
-  coil__signals_uninstall(rt);
   coil__shutdown_now(rt);
   if (rt->run.phase != PHASE_CLOSED) {
     if (rt->owns_loop != 1) {

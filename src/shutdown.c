@@ -84,6 +84,7 @@ void coil__run_reset(coil_runtime *rt) {
   if (rt->run.cancel_ref > 0)
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->run.cancel_ref);
   memset(&rt->run, 0, sizeof rt->run); /* phase RUN */
+  atomic_store(&rt->teardown_stop, 0);
   atomic_store(&rt->as.shutdown_claimed, 0);
   atomic_store(&rt->as.shutdown_requested, 0);
   atomic_store(&rt->as.count, 0);
@@ -264,6 +265,7 @@ static void close_handles(coil_runtime *rt) {
     rt->run.closing_count++;
     uv_close(own[i], on_own_closed);
   }
+  if (rt->usr1_started) coil__signals_keep_usr1(rt);
   rt->usr1_started = 0;
   if (rt->L) coil__call_hook(rt, "close_handles", 0, 0);
 }
@@ -282,14 +284,58 @@ static void notify_closed(coil_runtime *rt) {
   if (rt->free_pending) coil__teardown(rt);
 }
 
+/* Stops the last report's Lua code (on_error handlers) once an interrupt
+ * or coil_shutdown came during the teardown. Set by the loop's own thread. */
+static void teardown_hook(lua_State *L, lua_Debug *ar) {
+  coil_runtime *rt = coil__rt(L);
+  (void)ar;
+  if (rt && (atomic_load(&rt->teardown_stop) ||
+             atomic_load(&rt->as.handled) < atomic_load(&rt->as.count)))
+    luaL_error(L, "coil: the teardown was interrupted");
+}
+
+static int report_unseen_protected(lua_State *L) {
+  coil__report_unseen_all(coil__rt(L));
+  return 0;
+}
+
+/* The last report of errors nobody saw, once the run is over: Lua code
+ * (on_error) that stays under memory_limit (coil__alloc sees
+ * rt->teardown), stoppable by an interrupt or coil_shutdown, and protected,
+ * since under the limit coil's own bookkeeping in it may fail too. */
+void coil__final_report(coil_runtime *rt) {
+  lua_State *L = rt->L;
+  if (!L) return;
+  atomic_store(&rt->teardown, 1);
+  lua_sethook(L, teardown_hook, LUA_MASKCOUNT, 1000);
+  lua_pushcfunction(L, report_unseen_protected);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
+  lua_sethook(L, NULL, 0, 0);
+  atomic_store(&rt->teardown, 0);
+  /* the host had to stop it: its status, unless the run had one */
+  if (atomic_load(&rt->teardown_stop) && !rt->run.exit_set) {
+    rt->run.exit_set = 1;
+    rt->run.exit_status = atomic_load(&rt->as.shutdown_request_status);
+  }
+}
+
 /* Frees a runtime whose run is over (coil_free, or a free that had to wait
- * for the closes): what is left to report, the Lua state, the own loop. */
+ * for the closes): what is left to report, the Lua state, the own loop.
+ * Signals are watched until the very end. */
 void coil__teardown(coil_runtime *rt) {
   if (!rt->lua_closed && rt->L) {
-    coil__report_unseen_all(rt);
+    coil__final_report(rt);
+    /* __gc at lua_close runs without hooks (Lua 5.4): memory_limit holds,
+     * and once a watchdog calls coil_shutdown no more memory at all */
+    atomic_store(&rt->teardown, 1);
     lua_close(rt->L);
     rt->L = NULL;
     rt->lua_closed = 1;
+    atomic_store(&rt->teardown, 0);
+    if (atomic_load(&rt->teardown_stop) && !rt->quiet)
+      coil__message(rt, "coil_shutdown cut the teardown short: Lua code "
+                        "still running then (a __gc, an on_error handler) "
+                        "was stopped");
   }
   coil__heap_free(rt);
   fflush(stdout);
@@ -300,6 +346,7 @@ void coil__teardown(coil_runtime *rt) {
       uv_close((uv_handle_t *)&rt->grace_timer, NULL);
     while (uv_loop_close(rt->loop) == UV_EBUSY) uv_run(rt->loop, UV_RUN_ONCE);
   }
+  coil__signals_uninstall(rt);
   free(rt);
 }
 

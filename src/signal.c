@@ -22,8 +22,8 @@
 static coil_runtime *_Atomic signal_rt;
 
 static const int interrupts[] = {SIGINT, SIGTERM, SIGHUP};
-static struct sigaction saved[3], saved_pipe;
-static int installed[3], pipe_ignored;
+static struct sigaction saved[3], saved_pipe, saved_usr1;
+static int installed[3], pipe_ignored, usr1_kept;
 
 static const struct {
   const char *name;
@@ -103,7 +103,10 @@ static void busy_hook(lua_State *L, lua_Debug *ar) {
   /* the loop could not act on the request: record it from here, so that it
    * (not this task's end) decides the exit status; the shutdown step acts
    * on it once this task is off the stack */
-  if (signo) {
+  if (signo && rt->run.phase >= PHASE_CLOSING) {
+    /* teardown: the loop no longer acts on it; it ends the process once
+     * the teardown is over (coil__signals_uninstall) */
+  } else if (signo) {
     atomic_fetch_add(&rt->as.handled, 1);
     coil__request(rt, 128 + signo, signo, coil__signal_name(signo));
   } else {
@@ -145,6 +148,14 @@ void coil__die_by_signal(int signo) {
   _exit(128 + signo);
 }
 
+/* Flushes f unless another thread, or the code this handler interrupted,
+ * holds its lock: dying must not wait. */
+static void flush_if_free(FILE *f) {
+  if (ftrylockfile(f) != 0) return;
+  fflush_unlocked(f);
+  funlockfile(f);
+}
+
 static void on_interrupt(int signo) {
   int saved_errno = errno;
   coil_runtime *rt = atomic_load(&signal_rt);
@@ -155,14 +166,26 @@ static void on_interrupt(int signo) {
     int expected = 0, n;
     atomic_compare_exchange_strong(&rt->as.first, &expected, signo);
     n = atomic_fetch_add(&rt->as.count, 1) + 1;
-    /* the way out when cleanup itself is stuck: die now, by this signal */
-    if (n >= 3) coil__die_by_signal(signo);
+    /* the way out when cleanup itself is stuck: die now, by this signal,
+     * with what stdout holds written out (SPEC §3: flushed on every path) */
+    if (n >= 3) {
+      flush_if_free(stdout);
+      flush_if_free(stderr);
+      coil__die_by_signal(signo);
+    }
     if (atomic_load(&rt->as.handled) < n) coil__interrupt_running(rt);
   }
   if (atomic_load(&rt->as.wake_ok)) uv_async_send(&rt->async);
 out:
   errno = saved_errno;
 }
+
+/* SIGPIPE: the write that raised it fails with EPIPE, which is enough. */
+static void on_sigpipe(int signo) { (void)signo; }
+
+/* SIGUSR1 once its libuv handle is closed (teardown): nothing to dump, and
+ * the default action (death) must not end a run that is finishing. */
+static void on_late_usr1(int signo) { (void)signo; }
 
 static void on_usr1(uv_signal_t *h, int signo) {
   coil_runtime *rt = (coil_runtime *)h->data;
@@ -195,14 +218,23 @@ int coil__signals_install(coil_runtime *rt) {
     installed[i] = 1;
   }
   /* A write to a peer that has gone must be an EPIPE error, not a death
-   * without cleanup (Node does the same); children get it back by default. */
+   * without cleanup (Node does the same). A handler that does nothing, not
+   * SIG_IGN: exec keeps an ignored signal, so io.popen("yes | head -1")
+   * would hand `yes` an ignored SIGPIPE; a handler resets to the default. */
   sigaction(SIGPIPE, NULL, &saved_pipe);
   if (saved_pipe.sa_handler == SIG_DFL) {
-    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigpipe;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGPIPE, &sa, NULL);
     pipe_ignored = 1;
   }
+  sigaction(SIGUSR1, NULL, &saved_usr1);
 usr1:
   if (!rt->usr1_started) {
+    usr1_kept = 0; /* libuv's handler again */
     uv_signal_init(rt->loop, &rt->usr1);
     rt->usr1.data = rt;
     uv_signal_start(&rt->usr1, on_usr1, SIGUSR1);
@@ -212,8 +244,35 @@ usr1:
   return 0;
 }
 
+/* Step 6 closed the SIGUSR1 handle (libuv restored the default action):
+ * SIGUSR1 is still watched, and ignored, until the runtime lets go. */
+void coil__signals_keep_usr1(coil_runtime *rt) {
+  struct sigaction sa;
+  if (atomic_load(&signal_rt) != rt || usr1_kept) return;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_late_usr1;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGUSR1, &sa, NULL);
+  usr1_kept = 1;
+}
+
+/* An interrupt the loop never acted on (it came while handles closed, or
+ * while __gc ran at lua_close): returns its signal, once, or 0. */
+int coil__signals_unhandled(coil_runtime *rt) {
+  int n = atomic_load(&rt->as.count);
+  if (atomic_load(&signal_rt) != rt || atomic_load(&rt->as.handled) >= n)
+    return 0;
+  atomic_store(&rt->as.handled, n);
+  return atomic_load(&rt->as.first);
+}
+
+/* Lets the signals go, at the very end of a runtime (coil__teardown) or of
+ * a coil.run. An interrupt that came after the run's end was decided is
+ * not lost: it goes on to the disposition the process had before coil (the
+ * CLI: SIG_DFL, so it dies by it, stdout flushed). */
 void coil__signals_uninstall(coil_runtime *rt) {
-  int i;
+  int i, late = 0;
+  struct sigaction now;
   if (atomic_load(&signal_rt) != rt) return;
   for (i = 0; i < 3; i++) {
     if (installed[i]) sigaction(interrupts[i], &saved[i], NULL);
@@ -221,7 +280,16 @@ void coil__signals_uninstall(coil_runtime *rt) {
   }
   if (pipe_ignored) sigaction(SIGPIPE, &saved_pipe, NULL);
   pipe_ignored = 0;
+  if (usr1_kept) sigaction(SIGUSR1, &saved_usr1, NULL);
+  usr1_kept = 0;
+  if (atomic_load(&rt->as.handled) < atomic_load(&rt->as.count))
+    late = atomic_load(&rt->as.first);
   atomic_store(&signal_rt, NULL);
+  if (late) {
+    sigaction(late, NULL, &now);
+    if (now.sa_handler == SIG_DFL) coil_die_by_signal(late);
+    if (now.sa_handler != SIG_IGN) raise(late);
+  }
 }
 
 /* coil_shutdown's work, from any thread or a signal handler: records the
@@ -230,6 +298,13 @@ void coil__signals_uninstall(coil_runtime *rt) {
  * and wakes the loop. */
 void coil__request_async(coil_runtime *rt, int status) {
   int expected = 0;
+  if (atomic_load(&rt->teardown)) {
+    /* the run is over and Lua code at teardown does not end: stop it */
+    if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1))
+      atomic_store(&rt->as.shutdown_request_status, status);
+    atomic_store(&rt->teardown_stop, 1);
+    return;
+  }
   if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1)) {
     atomic_store(&rt->as.shutdown_request_status, status);
     atomic_store(&rt->as.shutdown_requested, 1);

@@ -78,9 +78,13 @@ static int pop_defer(lua_State *L, coil_task *t) {
   return n;
 }
 
-/* Reports an error raised by a cleanup function (Cancelled is not). */
+/* Reports an error raised by a cleanup function (Cancelled is not: a
+ * Cancelled that left through a deferred function, os.exit's in one say,
+ * was not swallowed by the task). */
 static void report_cleanup_error(lua_State *L, coil_task *t) {
-  if (!coil__is_cancelled(L, -1)) {
+  if (coil__is_cancelled(L, -1)) {
+    if (t->cancels > 0) t->cancels--;
+  } else {
     coil__push_name(L, t);
     coil__report_error(
         L,
@@ -176,7 +180,13 @@ coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs) {
 
 static int l_spawn(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  /* a callable object runs like a function (lua_pcallk calls __call), as
+   * call_later, gather and race already accept it */
+  if (lua_type(L, 1) != LUA_TFUNCTION) {
+    if (luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
+      luaL_checktype(L, 1, LUA_TFUNCTION);
+    else lua_pop(L, 1);
+  }
   if (rt->run.phase >= PHASE_CLOSING)
     return luaL_error(L, "coil: the runtime is closing; no task can start");
   coil__spawn(L, rt, lua_gettop(L) - 1);

@@ -16,6 +16,9 @@ local math_type = math.type
 local M = {}
 
 local CHUNK = 64 * 1024
+-- The most one file:read asks libuv for: luv passes the size as 32 bits (so
+-- 2^32 read nothing) and allocates it whole (so math.maxinteger failed).
+local MAX_READ = 16 * 1024 * 1024
 
 local function need_task(what)
   if not current() then
@@ -102,7 +105,8 @@ local function check_file(self, what)
   end
 end
 
---- ⏳ Reads up to `n` bytes (default 65536) from the file's position.
+--- ⏳ Reads up to `n` bytes (default 65536; at most 16 MiB per call) from
+-- the file's position.
 -- @return a string; nil at the end of the file; nil, err on failure
 -- @raise on a closed file or a bad size
 function File:read(n)
@@ -112,6 +116,7 @@ function File:read(n)
     error("coil: file:read: size must be a non-negative integer, got " .. tostring(n), 2)
   end
   if n == 0 then return "" end
+  if n > MAX_READ then n = MAX_READ end
   local err, data = request(self, uv.fs_read, n, -1)
   if err then return nil, err end
   if data == "" then return nil end
