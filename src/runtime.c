@@ -272,12 +272,6 @@ const char *coil_strerror(int code) {
   }
 }
 
-void coil_die_by_signal(int signo) {
-  fflush(stdout);
-  fflush(stderr);
-  coil__die_by_signal(signo);
-}
-
 const char *coil_version_string(void) {
   static char buf[128];
   if (!buf[0])

@@ -148,6 +148,14 @@ void coil__die_by_signal(int signo) {
   _exit(128 + signo);
 }
 
+/* The public face of the above (include/coil.h), for a process ending on
+ * the loop's thread: stdio flushed first. */
+void coil_die_by_signal(int signo) {
+  fflush(stdout);
+  fflush(stderr);
+  coil__die_by_signal(signo);
+}
+
 /* Flushes f unless another thread, or the code this handler interrupted,
  * holds its lock: dying must not wait. */
 static void flush_if_free(FILE *f) {
