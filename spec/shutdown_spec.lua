@@ -101,6 +101,15 @@ session closed
     assert.is_true(r.after_signal < 5)
   end)
 
+  it("announces the signal even when a busy task swallows every Cancelled", function()
+    local r = interrupt({ "-e", [[
+      print("ready") io.stdout:flush()
+      while true do pcall(function() while true do end end) end
+    ]] }, { 0.2, "sigint", 0.5, "sigint", 0.5, "sigint" })
+    assert.equal(2, r.signal)
+    assert.matches("^coil: SIGINT received, cancelling 1 task%(s%) %(Ctrl%+C again to force%)\n", r.stderr)
+  end)
+
   it("gives the whole grace even when the signal found a task busy", function()
     local r = interrupt({ "--grace", "1", fixture "sd_busy_then_grace" }, { 0.5, "sigint" })
     assert.equal(2, r.signal)

@@ -115,7 +115,6 @@ typedef struct {
   int requested; /* a shutdown was asked for */
   int request_signo;
   const char *request_reason;
-  size_t request_live;      /* live tasks when it was asked */
   int cancel_wanted;        /* step 2 is over: cancel every task */
   int force_wanted;         /* close every task by force */
   const char *force_reason; /* for the report; NULL: say nothing */
@@ -196,6 +195,8 @@ struct coil_runtime {
 /* The runtime of a C function registered with it as upvalue 1. */
 #define RT_UP(L) ((coil_runtime *)lua_touserdata(L, lua_upvalueindex(1)))
 
+COIL_INTERNAL void coil__messagef(coil_runtime *rt, const char *fmt, ...);
+
 /* Records a shutdown request (any layer may; the first status wins). The
  * shutdown step acts on it: at once when the caller is shutdown.c, else on
  * the loop right after the Lua code that asked returns. */
@@ -210,7 +211,12 @@ static inline void coil__request(coil_runtime *rt, int status, int signo,
     rt->run.requested = 1;
     rt->run.request_signo = signo;
     rt->run.request_reason = reason;
-    rt->run.request_live = rt->live;
+    /* step 1 is said when the request is recorded, not when the loop acts
+     * on it: a busy task that swallows its Cancelled never lets it */
+    if (signo && !rt->quiet)
+      coil__messagef(rt,
+                     "%s received, cancelling %zu task(s) (%s again to force)",
+                     reason, rt->live, signo == SIGINT ? "Ctrl+C" : reason);
   }
 }
 
@@ -284,8 +290,17 @@ COIL_INTERNAL const char *coil__signal_name(int signo);
 COIL_INTERNAL void coil__die_by_signal(int signo);
 COIL_INTERNAL void coil__request_async(coil_runtime *rt, int status);
 
-/* coroutine.c: transparent coroutines (declared in coroutine.h): an await
- * inside a user coroutine suspends the whole task */
+/* coroutine.c: transparent coroutines (awaits inside user coroutines) */
+/* Replaces coroutine.resume/wrap/yield/running/isyieldable/close in L and
+ * coil._traceback (the coil table is on top of L's stack). */
+COIL_INTERNAL void coil__coroutine_open(lua_State *L, coil_runtime *rt);
+/* Whether L, a coroutine inside the running task, was resumed by coil's
+ * resume from a place an await can pass through (the await check). */
+COIL_INTERNAL int coil__inner_awaits(lua_State *L);
+/* Pushes the traceback of the suspended task t (with t->co set) prefixed by
+ * msg: from the coroutine it waits in, when it waits inside one, outward. */
+COIL_INTERNAL void coil__task_traceback(lua_State *L, coil_task *t,
+                                        const char *msg);
 
 /* scheduler.c: the ready queue and the one await-point API */
 COIL_INTERNAL void coil__make_ready(coil_runtime *rt, coil_task *t);

@@ -7,7 +7,6 @@
 #include <luv/luv.h>
 
 #include "coil_internal.h"
-#include "coroutine.h"
 
 static unsigned long luv_callbacks; /* raw callbacks run, for uv.run "once" */
 

@@ -13,8 +13,7 @@
 
 #include "coil.h"
 
-static const char usage_line[] =
-    "usage: coil [options] [script [args...]]";
+static const char usage_line[] = "usage: coil [options] [script [args...]]";
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -102,7 +101,7 @@ static int collect_args(int argc, char **argv, coil_config *cfg,
     case 'l':
       if (a[2] == '\0') {
         if (i + 1 >= argc || argv[i + 1][0] == '-')
-          return bad_usage("'%s' needs an argument", a);
+          return bad_usage("'%s' needs argument", a);
         i++;
       }
       if (a[1] == 'e') out->flags |= HAS_LOWER_E;
@@ -155,6 +154,40 @@ static void ignore_env(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* Lua's warnings as the stock interpreter shows them: off until "@on"
+ * (-W, or warn "@on"), each one "Lua warning: ..." on stderr, pieces of one
+ * warning joined; the same states as lauxlib's warnf for luaL_newstate. */
+enum { WARN_OFF, WARN_ON, WARN_CONT };
+static int warn_state = WARN_OFF;
+
+/* A control message ("@on", "@off") is a whole warning starting with '@'. */
+static int warn_control(const char *msg, int tocont) {
+  if (tocont || *msg != '@') return 0;
+  if (strcmp(msg, "@off") == 0) warn_state = WARN_OFF;
+  else if (strcmp(msg, "@on") == 0) warn_state = WARN_ON;
+  return 1;
+}
+
+static void warn_cli(void *ud, const char *msg, int tocont) {
+  (void)ud;
+  if (warn_state == WARN_OFF) {
+    warn_control(msg, tocont);
+    return;
+  }
+  if (warn_state == WARN_ON) {
+    if (warn_control(msg, tocont)) return;
+    fputs("Lua warning: ", stderr);
+  }
+  fputs(msg, stderr);
+  if (tocont) {
+    warn_state = WARN_CONT;
+  } else {
+    fputs("\n", stderr);
+    fflush(stderr);
+    warn_state = WARN_ON;
+  }
+}
+
 int main(int argc, char **argv) {
   coil_config cfg;
   coil_runtime *rt;
@@ -195,6 +228,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   L = coil_lua(rt);
+  lua_setwarnf(L, warn_cli, NULL);
 
   /* the main task: coil.cli(argv, script, actions, ignore_env) */
   lua_getglobal(L, "require");
@@ -206,13 +240,9 @@ int main(int argc, char **argv) {
     lua_rawseti(L, -2, i);
   }
   if (script) lua_pushinteger(L, script);
-  else if (!has_e && !show_version) lua_pushinteger(L, argc); /* stdin */
+  /* no script and stdin is not a terminal: stdin, as lua.c's dofile(NULL) */
+  else if (!has_e && !show_version) lua_pushinteger(L, 0);
   else lua_pushnil(L);
-  if (!script && !has_e && !show_version) {
-    /* no script and stdin is not a terminal: the script is stdin */
-    lua_pushliteral(L, "-");
-    lua_rawseti(L, -3, argc);
-  }
   push_actions(L, argc, argv, &args);
   lua_pushboolean(L, args.flags & HAS_E);
   if (args.flags & HAS_E) ignore_env(L);

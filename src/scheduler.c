@@ -7,7 +7,6 @@
  * coil__make_ready. Waking never allocates. (spawn.c resumes ready tasks.)
  */
 #include "coil_internal.h"
-#include "coroutine.h"
 
 static void idle_noop(uv_idle_t *h) { (void)h; }
 

@@ -130,10 +130,6 @@ static void begin_drain(coil_runtime *rt) {
   coil_task *driver;
   uv_update_time(rt->loop);
   run->shutdown_started = uv_now(rt->loop);
-  if (run->request_signo && !rt->quiet)
-    coil__messagef(
-        rt, "%s received, cancelling %zu task(s) (%s again to force)", reason,
-        run->request_live, run->request_signo == SIGINT ? "Ctrl+C" : reason);
   luaL_checkstack(L, 4, NULL);
   ensure_cancel_object(rt, reason);
   if (rt->grace >= 0) {
@@ -215,7 +211,7 @@ static void force_all(coil_runtime *rt, const char *why) {
                         "task '%s' ignored cancellation for %s s; closed by "
                         "force at:",
                         lua_tostring(L, -1), secsbuf);
-        if (t->co) luaL_traceback(L, t->co, lua_tostring(L, -1), 0);
+        if (t->co) coil__task_traceback(L, t, lua_tostring(L, -1));
         else lua_pushvalue(L, -1);
         coil__message(rt, lua_tostring(L, -1));
         lua_pop(L, 3);
@@ -472,7 +468,7 @@ static void deadlock(coil_runtime *rt) {
                     coil__wait_names[t->wait]);
     lua_remove(L, -2);
     if (t->co) {
-      luaL_traceback(L, t->co, NULL, 0);
+      coil__task_traceback(L, t, NULL); /* src/coroutine.c */
       lua_pushliteral(L, "\n  ");
       luaL_gsub(L, lua_tostring(L, -2), "\n", "\n  ");
       lua_remove(L, -3);
