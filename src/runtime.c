@@ -237,14 +237,6 @@ int coil_run(coil_runtime *rt) {
 
 int coil_shutdown(coil_runtime *rt, int status) {
   if (!rt) return COIL_EINVAL;
-  if (atomic_load(&rt->teardown)) {
-    /* the run is over and Lua code at teardown does not end: stop it */
-    int expected = 0;
-    if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1))
-      atomic_store(&rt->as.shutdown_request_status, status);
-    atomic_store(&rt->teardown_stop, 1);
-    return 0;
-  }
   coil__request_async(rt, status);
   return 0;
 }
@@ -279,12 +271,6 @@ const char *coil_strerror(int code) {
   default:
     return "unknown error";
   }
-}
-
-void coil_die_by_signal(int signo) {
-  fflush(stdout);
-  fflush(stderr);
-  coil__die_by_signal(signo);
 }
 
 const char *coil_version_string(void) {

@@ -123,8 +123,9 @@ static void ensure_cancel_object(coil_runtime *rt, const char *reason) {
   }
 }
 
-/* Entering step 2: announce, arm the grace, spawn the driver task that
- * sets stopping() and runs the on_shutdown hooks (they may await). */
+/* Entering step 2 (coil__request announced it): arm the grace, spawn the
+ * driver task that sets stopping() and runs the on_shutdown hooks (they
+ * may await). */
 static void begin_drain(coil_runtime *rt) {
   lua_State *L = rt->L;
   coil_run_state *run = &rt->run;

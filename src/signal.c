@@ -160,6 +160,14 @@ void coil__die_by_signal(int signo) {
   _exit(128 + signo);
 }
 
+/* The public face of the above (include/coil.h), for a process ending on
+ * the loop's thread: stdio flushed first. */
+void coil_die_by_signal(int signo) {
+  fflush(stdout);
+  fflush(stderr);
+  coil__die_by_signal(signo);
+}
+
 /* Flushes f unless another thread, or the code this handler interrupted,
  * holds its lock: dying must not wait. */
 static void flush_if_free(FILE *f) {
@@ -312,6 +320,13 @@ void coil__signals_uninstall(coil_runtime *rt) {
  * and wakes the loop. */
 void coil__request_async(coil_runtime *rt, int status) {
   int expected = 0;
+  if (atomic_load(&rt->teardown)) {
+    /* the run is over and Lua code at teardown does not end: stop it */
+    if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1))
+      atomic_store(&rt->as.shutdown_request_status, status);
+    atomic_store(&rt->teardown_stop, 1);
+    return;
+  }
   if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1)) {
     atomic_store(&rt->as.shutdown_request_status, status);
     atomic_store(&rt->as.shutdown_requested, 1);
