@@ -195,10 +195,10 @@ struct coil_runtime {
 
   coil_run_state run;
   coil_async_state as;
-  struct {            /* coil_post's queue (post.c; under its mutex) */
+  struct { /* coil_post's queue (post.c; under its mutex) */
     struct coil_post_item *head, *tail;
-    int closing;      /* the teardown runs the last ones */
-    int closed;       /* refused from then on */
+    int closing; /* the teardown runs the last ones */
+    int closed;  /* refused from then on */
   } posts;
 };
 
@@ -206,6 +206,13 @@ struct coil_runtime {
 #define RT_UP(L) ((coil_runtime *)lua_touserdata(L, lua_upvalueindex(1)))
 
 COIL_INTERNAL void coil__messagef(coil_runtime *rt, const char *fmt, ...);
+
+/* Disarms the busy-task hook in co (any layer that ran Lua code may). */
+static inline void coil__clear_hook(coil_runtime *rt, lua_State *co) {
+  if (!atomic_exchange(&rt->as.hook_armed, 0)) return;
+  lua_sethook(co, NULL, 0, 0);
+  rt->run.hook_t0 = 0;
+}
 
 /* Records a shutdown request (any layer may; the first status wins). The
  * shutdown step acts on it: at once when the caller is shutdown.c, else on
@@ -269,6 +276,12 @@ COIL_INTERNAL void coil__task_methods(lua_State *L, coil_runtime *rt,
 COIL_INTERNAL extern const char coil__task_mt_key;
 COIL_INTERNAL extern const char *const coil__wait_names[];
 
+/* post.c: coil_post, work handed in from other threads (a queue and
+ * an async handle; it calls nothing of coil's) */
+COIL_INTERNAL void coil__posts_run(coil_runtime *rt);
+COIL_INTERNAL void coil__posts_kick(coil_runtime *rt);
+COIL_INTERNAL void coil__posts_close(coil_runtime *rt);
+
 /* error.c: error objects, tracebacks, the protected call, unseen errors */
 COIL_INTERNAL void coil__new_cancelled(lua_State *L, const char *reason);
 COIL_INTERNAL int coil__is_cancelled(lua_State *L, int idx);
@@ -292,7 +305,6 @@ COIL_INTERNAL void coil__signals_keep_usr1(coil_runtime *rt);
 COIL_INTERNAL int coil__signals_unhandled(coil_runtime *rt);
 COIL_INTERNAL void coil__signals_poll(coil_runtime *rt);
 COIL_INTERNAL void coil__signal_open(lua_State *L, coil_runtime *rt);
-COIL_INTERNAL void coil__clear_hook(coil_runtime *rt, lua_State *co);
 COIL_INTERNAL int coil__signals_pending(coil_runtime *rt);
 COIL_INTERNAL void coil__interrupt_running(coil_runtime *rt);
 COIL_INTERNAL int coil__signal_number(const char *name);
@@ -359,6 +371,10 @@ COIL_INTERNAL void coil__force(coil_runtime *rt, coil_task *t);
 COIL_INTERNAL int coil__status_of(lua_State *L, int idx);
 COIL_INTERNAL void coil__spawn_open(lua_State *L, coil_runtime *rt);
 
+/* thread.c: coil.thread, Lua states on the thread pool */
+COIL_INTERNAL void coil__thread_open(lua_State *L);
+COIL_INTERNAL void coil__threads_abandon(coil_runtime *rt);
+
 /* shutdown.c: the step function, the drive loop, coil's own handles */
 COIL_INTERNAL void coil__open_handles(coil_runtime *rt);
 COIL_INTERNAL int coil__close_module_handles(coil_runtime *rt, uv_close_cb cb);
@@ -371,18 +387,11 @@ COIL_INTERNAL void coil__final_report(coil_runtime *rt);
 COIL_INTERNAL void coil__luv_running(coil_runtime *rt, int running);
 COIL_INTERNAL void coil__shutdown_open(lua_State *L, coil_runtime *rt);
 
-/* post.c */
-COIL_INTERNAL void coil__posts_run(coil_runtime *rt);
-COIL_INTERNAL void coil__posts_kick(coil_runtime *rt);
-COIL_INTERNAL void coil__posts_close(coil_runtime *rt);
-
-/* net_socket.c, fs_seek.c */
+/* net_socket.c: socket options luv lacks (SO_REUSEPORT before bind) */
 COIL_INTERNAL void coil__net_open(lua_State *L);
-COIL_INTERNAL void coil__fs_open(lua_State *L);
 
-/* thread.c */
-COIL_INTERNAL void coil__thread_open(lua_State *L);
-COIL_INTERNAL void coil__threads_abandon(coil_runtime *rt);
+/* fs_seek.c: file:seek (lseek on a descriptor) */
+COIL_INTERNAL void coil__fs_open(lua_State *L);
 
 /* embed.c (generated): the lua/ files */
 typedef struct {

@@ -134,12 +134,6 @@ static void busy_hook(lua_State *L, lua_Debug *ar) {
   lua_error(L);
 }
 
-void coil__clear_hook(coil_runtime *rt, lua_State *co) {
-  if (!atomic_exchange(&rt->as.hook_armed, 0)) return;
-  lua_sethook(co, NULL, 0, 0);
-  rt->run.hook_t0 = 0;
-}
-
 /* ---- the handler ----------------------------------------------------------- */
 
 /* Ends the process by signo the Unix way: default action restored, the
