@@ -33,7 +33,10 @@ describe("the API fuzzer", function()
       end
       local why = ("seed %d (replay: COIL_SEED=%d COIL_FUZZ_ITERATIONS=%d)\n--- stdout:\n%s\n--- stderr:\n%s")
         :format(seed, seed, n, r.stdout, r.stderr:sub(-6000))
-      assert.is_false(r.timed_out, "the batch hung: " .. why)
+      assert.is_false(r.timed_out, (r.code and
+        ("the batch ended (status %d, signal %d) but its output stayed open " ..
+         "(a child it left behind?): "):format(r.code, r.signal)
+        or "the batch hung: ") .. why)
       assert.is_falsy(stock.sanitizer_report(r.stderr), why)
       assert.is_nil(r.stderr:find("internal error", 1, true), why)
       for _, kind in ipairs { "BAD", "HANG", "LEFT" } do
