@@ -84,7 +84,8 @@ local function thread(fn, ...)
   end)
   state.waiting = false
   if not ok then
-    core._thread_cancel(job)
+    -- a cancellation can come with the result: the job is freed by then
+    if not state.done then core._thread_cancel(job) end
     wait_stopped(state)
     error(err, 0)
   end
