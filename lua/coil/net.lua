@@ -38,16 +38,22 @@ local function check_host(host, what)
 end
 
 -- A literal address needs no resolver: "1.2.3.4", "::1", "[::1]".
+-- A valid dotted-quad IPv4 address needs no resolver; anything else (IPv6
+-- too: luv raises on an address it cannot parse) goes through getaddrinfo,
+-- which answers a bad one with nil, err.
 local function literal(host)
-  if host:match "^%d+%.%d+%.%d+%.%d+$" then return host end
-  local inner = host:match "^%[(.*)%]$" or host
-  if inner:find(":", 1, true) then return inner end
+  local a, b, c, d = host:match "^(%d+)%.(%d+)%.(%d+)%.(%d+)$"
+  if a and tonumber(a) < 256 and tonumber(b) < 256 and tonumber(c) < 256
+     and tonumber(d) < 256 then
+    return host
+  end
 end
 
 --- ⏳ The addresses of host, in the resolver's order, without repeats.
 local function resolve(host)
   local ip = literal(host)
   if ip then return { ip } end
+  host = host:match "^%[(.*)%]$" or host
   local err, res = await(nil, nil, uv.getaddrinfo, host, nil, { socktype = "stream" })
   if err then return nil, uv_error(err) end
   local list, seen = {}, {}
