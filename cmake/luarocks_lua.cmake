@@ -33,3 +33,8 @@ target_include_directories(coil_lua INTERFACE "${LUA_INCDIR}")
 target_link_libraries(coil_lua INTERFACE "${_coil_lua_lib}")
 set(COIL_LUA_TARGET coil_lua)
 message(STATUS "coil: Lua from LuaRocks' variables: ${LUA_INCDIR}, ${_coil_lua_lib}")
+# LUADIR is where LuaRocks puts pure Lua modules: coil has none to install
+# (its Lua half is compiled in); read here so CMake does not call it unused.
+if(LUADIR)
+  message(STATUS "coil: nothing to install in LUADIR (${LUADIR})")
+endif()
