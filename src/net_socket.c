@@ -71,8 +71,7 @@ static int l_listen(lua_State *L) {
  * kernel, which is what lets a server pause instead of dropping it). */
 static int l_accept(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1), conn;
-  do
-    conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  do conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
   while (conn < 0 && errno == EINTR);
   if (conn < 0) return push_errno(L, errno);
   lua_pushinteger(L, conn);
@@ -84,7 +83,8 @@ static int l_accept(lua_State *L) {
 static int l_fd_blocking(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   int flags = fcntl(fd, F_GETFL);
-  if (flags >= 0 && (flags & O_NONBLOCK)) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  if (flags >= 0 && (flags & O_NONBLOCK))
+    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
   return 0;
 }
 
