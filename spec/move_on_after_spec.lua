@@ -1,17 +1,10 @@
 -- coil.move_on_after (SPEC §4): a deadline that ends the work quietly.
 -- Every `it` runs inside coil's main task.
 local coil = require "coil"
+local util = require "spec.support.util"
+local turns = util.turns
+local error_of = util.error_of
 local uv = require "luv"
-
-local function turns(n)
-  for _ = 1, n or 1 do coil.sleep(0) end
-end
-
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error")
-  return err
-end
 
 local function after(ms, fn)
   local t = uv.new_timer()

@@ -64,6 +64,22 @@ describe("coil.thread", function()
     assert.equal(7, coil.thread(function() return 7 end))
   end)
 
+  it("a cancellation that meets the thread's results on the way is safe", function()
+    -- the thread finishes while the loop is blocked; the task is cancelled;
+    -- the loop then delivers the results before the cancelled task runs
+    -- (its cleanup once cancelled a job that was already freed)
+    for _ = 1, 20 do
+      local t = coil.spawn(coil.thread, function() return 1 end)
+      coil.sleep(0) -- the task starts and parks; the job is queued
+      local deadline = os.clock() + 0.05
+      while os.clock() < deadline do end -- the pool runs it meanwhile
+      t:cancel()
+      local ok, err = pcall(t.await, t)
+      assert.is_false(ok)
+      assert.is_true(coil.is_cancelled(err))
+    end
+  end)
+
   it("a cancelled thread still in the pool's queue never starts", function()
     if os.getenv("UV_THREADPOOL_SIZE") then
       pending("needs libuv's default pool of 4 threads")

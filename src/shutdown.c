@@ -322,11 +322,45 @@ void coil__final_report(coil_runtime *rt) {
 /* Frees a runtime whose run is over (coil_free, or a free that had to wait
  * for the closes): what is left to report, the Lua state, the own loop.
  * Signals are watched until the very end. */
+typedef struct {
+  coil_runtime *rt;
+  int closing;
+} foreign_walk;
+
+static void close_foreign(uv_handle_t *h, void *arg) {
+  foreign_walk *w = (foreign_walk *)arg;
+  uv_handle_t *own[8];
+  int i, n = own_handles(w->rt, own);
+  for (i = 0; i < n; i++)
+    if (own[i] == h) return;
+  /* a handle whose close has finished is no longer on the loop's list */
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+  w->closing++;
+}
+
+/* Before the Lua state closes on coil's own loop, no luv handle may still
+ * be open or closing: luv's __gc closes an open one with a callback that
+ * uses the (then closed) state, and frees a closing one that libuv still
+ * holds. Every handle not coil's own that Lua code left open (an untracked
+ * helper's, a task closed by force) is closed without a callback, and the
+ * loop turns until libuv is done with them all. */
+static void close_foreign_handles(coil_runtime *rt) {
+  foreign_walk w;
+  int rounds = 0;
+  do {
+    w.rt = rt;
+    w.closing = 0;
+    uv_walk(rt->loop, close_foreign, &w);
+    if (w.closing) uv_run(rt->loop, UV_RUN_NOWAIT);
+  } while (w.closing && ++rounds < 1000);
+}
+
 void coil__teardown(coil_runtime *rt) {
   coil__posts_close(rt); /* before the Lua state goes: fn may use it */
   if (rt->owns_loop == 2) coil__threads_abandon(rt); /* exit cannot join them */
   if (!rt->lua_closed && rt->L) {
     coil__final_report(rt);
+    if (rt->owns_loop == 1) close_foreign_handles(rt);
     /* __gc at lua_close runs without hooks (Lua 5.4): memory_limit holds,
      * and once a watchdog calls coil_shutdown no more memory at all */
     atomic_store(&rt->teardown, 1);

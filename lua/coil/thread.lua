@@ -84,7 +84,9 @@ local function thread(fn, ...)
   end)
   state.waiting = false
   if not ok then
-    core._thread_cancel(job)
+    -- the callback may have come between the cancellation and now: the job
+    -- is freed then, and there is nothing left to stop
+    if not state.done then core._thread_cancel(job) end
     wait_stopped(state)
     error(err, 0)
   end
