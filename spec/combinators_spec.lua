@@ -1,6 +1,7 @@
 -- Combinators (SPEC §4 "Time and combinators"): gather, wait, race, timeout,
 -- shield, call_later. Every `it` runs inside coil's main task.
 local coil = require "coil"
+local coil_core = require "coil.core"
 local util = require "spec.support.util"
 local turns = util.turns
 local error_of = util.error_of
@@ -451,8 +452,8 @@ describe("coil.timeout", function()
     -- first: the work returns, and the timeout's cancellation (not yet
     -- delivered) is taken back so no later await sees it
     local me = coil.current()
-    after(30, function() coil._wake(me, "woken") end)
-    local v = coil.timeout(0.03, coil._park)
+    after(30, function() coil_core.wake(me, "woken") end)
+    local v = coil.timeout(0.03, coil_core.park)
     assert.equal("woken", v)
     coil.sleep(0.01) -- raises if a cancellation were left over
   end)
