@@ -641,7 +641,7 @@ static int l_exit(lua_State *L) {
   return lua_error(L);
 }
 
-/* coil._cancel_all(): the driver is done with step 2. */
+/* core.cancel_all(): the driver is done with step 2. */
 static int l_cancel_all(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
   rt->run.cancel_wanted = 1;
@@ -649,13 +649,13 @@ static int l_cancel_all(lua_State *L) {
   return 0;
 }
 
-/* coil._report(text): a coil message (stderr, or the host's on_message). */
+/* core.report(text): a coil message (stderr, or the host's on_message). */
 static int l_report(lua_State *L) {
   coil__message(RT_UP(L), luaL_checkstring(L, 1));
   return 0;
 }
 
-/* coil._phase() -> "run" | "drain" | "cancel" | "closing" | "closed" */
+/* core.phase() -> "run" | "drain" | "cancel" | "closing" | "closed" */
 static int l_phase(lua_State *L) {
   static const char *const names[] = {"run", "drain", "cancel", "closing",
                                       "closed"};
@@ -664,9 +664,8 @@ static int l_phase(lua_State *L) {
 }
 
 static const luaL_Reg shutdown_funcs[] = {
-    {"shutdown", l_shutdown},      {"_exit", l_exit},
-    {"_cancel_all", l_cancel_all}, {"_report", l_report},
-    {"_phase", l_phase},           {NULL, NULL}};
+    {"shutdown", l_shutdown}, {"exit", l_exit},   {"cancel_all", l_cancel_all},
+    {"report", l_report},     {"phase", l_phase}, {NULL, NULL}};
 
 void coil__shutdown_open(lua_State *L, coil_runtime *rt) {
   lua_pushlightuserdata(L, rt);

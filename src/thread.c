@@ -8,9 +8,9 @@
  * its next Lua instruction; a job still queued is never started.
  *
  * Lua side (lua/coil/thread.lua):
- *   coil._thread_start(cb, code, ...) -> job    (raises if an argument
+ *   core.thread_start(cb, code, ...) -> job    (raises if an argument
  *                                                cannot be copied)
- *   coil._thread_cancel(job)
+ *   core.thread_cancel(job)
  * and cb(true, results...) / cb(false, message) / cb(nil) (it never ran,
  * or stopped because it was cancelled) later, on the loop's thread.
  */
@@ -394,7 +394,7 @@ static void after_work_cb(uv_work_t *req, int status) {
   }
 }
 
-/* coil._thread_start(cb, code, ...) -> job (a light userdata) */
+/* core.thread_start(cb, code, ...) -> job (a light userdata) */
 static int l_thread_start(lua_State *L) {
   coil_runtime *rt = coil__rt(L);
   size_t code_len;
@@ -432,7 +432,7 @@ static int l_thread_start(lua_State *L) {
   return 1;
 }
 
-/* coil._thread_cancel(job): a job still queued never starts; a running
+/* core.thread_cancel(job): a job still queued never starts; a running
  * one stops at its next Lua instruction. Only while its callback has not
  * come (the Lua half keeps to that). */
 static int l_thread_cancel(lua_State *L) {
@@ -448,8 +448,8 @@ static int l_thread_cancel(lua_State *L) {
 
 /* Adds the functions to the module table on top of L. */
 void coil__thread_open(lua_State *L) {
-  static const luaL_Reg fns[] = {{"_thread_start", l_thread_start},
-                                 {"_thread_cancel", l_thread_cancel},
+  static const luaL_Reg fns[] = {{"thread_start", l_thread_start},
+                                 {"thread_cancel", l_thread_cancel},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }
