@@ -391,6 +391,10 @@ void coil__teardown(coil_runtime *rt) {
  * code run by a step asking for more) return; the outer call goes on. */
 void coil__shutdown_step(coil_runtime *rt) {
   coil_run_state *run = &rt->run;
+  /* the common case, after every drain of the ready queue: nothing asked */
+  if (run->phase == PHASE_RUN && !run->requested && !run->force_wanted &&
+      !run->close_wanted)
+    return;
   if (run->stepping) return;
   run->stepping = 1;
   for (;;) {
