@@ -22,6 +22,8 @@ describe("coil.await_at", function()
                          "coil: await_at: n must be an integer above the 1 argument")
     assert.error_matches(function() coil.await_at("2", uv.fs_stat, "/") end, "coil: await_at: n")
     assert.error_matches(function() coil.await_at(2, 42, "/") end, "coil: await_at expects a function")
+    assert.error_matches(function() coil.await_at(math.maxinteger, uv.fs_stat, "/") end,
+                         "coil: await_at: n must be .* at most 250")
   end)
 end)
 

@@ -131,9 +131,11 @@ end
 -- @raise if n is not an integer above the number of arguments given
 function core.await_at(n, fn, ...)
   in_task("await_at", 2)
-  if math.type(n) ~= "integer" or n <= select("#", ...) then
-    error(("coil: await_at: n must be an integer above the %d argument(s) given, got %s")
-          :format(select("#", ...), tostring(n)), 2)
+  -- (a luv function takes a handful of parameters: a huge n is a mistake,
+  -- and would not fit on the stack)
+  if math.type(n) ~= "integer" or n <= select("#", ...) or n > 250 then
+    error(("coil: await_at: n must be an integer above the %d argument(s) given "
+           .. "and at most 250, got %s"):format(select("#", ...), tostring(n)), 2)
   end
   if type(fn) ~= "function" then
     error("coil: await_at expects a function, got " .. type(fn), 2)
