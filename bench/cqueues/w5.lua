@@ -1,0 +1,26 @@
+-- W5 TCP echo: a cqueues socket server, a coroutine per connection that
+-- writes back whatever it reads. Prints READY <port>; runs until killed.
+local cqueues = require "cqueues"
+local socket = require "cqueues.socket"
+local port = tonumber(arg[1]) or 0
+
+local cq = cqueues.new()
+local server = socket.listen("127.0.0.1", port)
+assert(server:listen())
+local _, _, bound = server:localname()
+print("READY " .. bound)
+io.stdout:flush()
+
+local function echo(con)
+  con:setmode("b", "bn") -- binary; writes go out at once
+  while true do
+    local data = con:read(-65536) -- whatever is there, up to 64 KiB
+    if not data or not con:write(data) then break end
+  end
+  con:close()
+end
+
+cq:wrap(function()
+  for con in server:clients() do cq:wrap(echo, con) end
+end)
+assert(cq:loop())
