@@ -89,6 +89,7 @@ TARGET_MEMORY_X_FLOOR = 1.25        # memory per suspended task, × a bare corou
 TARGET_W6_RSS_GROWTH = 1.25         # peak RSS at N / peak RSS at N/10: flat
 NOT_PEERS = ("coil", "c", "floor")  # never the "best peer"
 FLOOR_W5_LABEL = "Lua 5.4 + luv, a bare coroutine per connection (floor)"
+LUV_W5_LABEL = "Lua 5.4 + luv, callbacks (no coroutines)"
 
 # ---------------------------------------------------------------------------
 # Peers
@@ -535,6 +536,8 @@ def row_label(p, w):
         return "**coil**"
     if p.name == "floor":
         return f"*{FLOOR_W5_LABEL if w == 'w5' else p.label}*"
+    if p.name == "luv" and w == "w5":
+        return LUV_W5_LABEL
     return p.label
 
 
@@ -559,6 +562,7 @@ def workload_table(records, peers, w, n, runs, load=None, small=None):
     best = best_peer(rows, w)
     bm = best["median"] if best else None
     hib = higher_is_better(w)
+    best_label = row_label(best["peer"], w) if best else None
     what = {"w1": "time", "w2": "time", "w3": "overhead", "w4": "SIGINT → exit",
             "w5": "requests/s", "w6": "time"}[w]
     expect = ("`READY <port>` from the server, a good line from echo_load"
@@ -567,7 +571,7 @@ def workload_table(records, peers, w, n, runs, load=None, small=None):
             if hib else "ratios are of medians")
     head = [table_title(w, n, load), "",
             f"{spec['what']}. Expected: {expect}. Median of {runs} run(s); {note}"
-            + (f"; best peer: {best['peer'].label}." if best else "."),
+            + (f"; best peer: {best_label}." if best else "."),
             ""]
     cols = ["peer", f"{what} (median)", "min – max", "peak RSS"]
     if w == "w2":
@@ -849,11 +853,11 @@ def chart_w5_svg(records, peers, sizes, load):
         for p, v in bars:
             col = COLORS.get(p.name, "#555")
             width = (W - L - R) * v / top if top > 0 else 0
-            label = FLOOR_W5_LABEL if p.name == "floor" else CHART_LABELS.get(p.name, p.label)
+            label = row_label(p, "w5").strip("*")
             weight = ' font-weight="bold"' if p.name == "coil" else ""
             e.append(f'<text x="{L - 8}" y="{y + BAR - 5}" text-anchor="end"{weight}>{label}</text>')
             e.append(f'<rect x="{L}" y="{y}" width="{width:.1f}" height="{BAR}" fill="{col}">'
-                     f'<title>{p.label}: {fmt_rps(v)} requests/s</title></rect>')
+                     f'<title>{label}: {fmt_rps(v)} requests/s</title></rect>')
             e.append(f'<text x="{L + width + 6:.1f}" y="{y + BAR - 5}"{weight}>{fmt_rps(v)}</text>')
             y += BAR + GAP
         y += 16
