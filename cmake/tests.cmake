@@ -44,3 +44,10 @@ else()
   add_test(NAME embed_cycle COMMAND embed_cycle 100)
 endif()
 set_tests_properties(embed_cycle PROPERTIES TIMEOUT 600)
+
+# coil_post from several threads at once (tests/post_test.c).
+add_executable(post_test tests/post_test.c)
+target_compile_options(post_test PRIVATE ${COIL_WARNINGS})
+target_link_libraries(post_test PRIVATE coil_static Threads::Threads)
+add_test(NAME post_test COMMAND post_test)
+set_tests_properties(post_test PROPERTIES TIMEOUT 300)

@@ -7,7 +7,7 @@
  *
  * Threading: every function must be called on the thread that runs the
  * runtime's loop, except coil_shutdown(), which is safe from any thread and
- * from a signal handler.
+ * from a signal handler, and coil_post(), which is safe from any thread.
  */
 #ifndef COIL_H
 #define COIL_H
@@ -137,6 +137,20 @@ COIL_EXTERN int coil_exit_signal(coil_runtime *rt);
 
 /* The message of the last failed call on rt (a load error, say), or "". */
 COIL_EXTERN const char *coil_last_error(coil_runtime *rt);
+
+/* A function coil_post runs on the loop's thread. */
+typedef void (*coil_post_cb)(coil_runtime *rt, void *ud);
+
+/* Hands fn(rt, ud) to the runtime from any thread (asyncio's
+ * run_coroutine_threadsafe): it runs soon on the thread that runs the
+ * loop, where it may call coil_spawn_call and every other function. Posts
+ * run in the order they were made (per posting thread, and overall as the
+ * mutex ordered them). After a shutdown began fn still runs — the runtime
+ * then refuses new tasks (COIL_ESTATE) — at the latest in coil_free, so ud
+ * can always be freed by fn. Returns 0, COIL_EINVAL (rt or fn NULL),
+ * COIL_ENOMEM, or COIL_ESTATE once coil_free has begun (fn then never
+ * runs). */
+COIL_EXTERN int coil_post(coil_runtime *rt, coil_post_cb fn, void *ud);
 
 /* Frees the runtime. Own-loop mode: after coil_run returned. Host loop:
  * after on_closed fired, or before any task was spawned. */

@@ -72,7 +72,7 @@ describe("the coil command", function()
     it("-e and -l need their argument", function()
       local r = run("-e")
       assert.equal(1, r.code)
-      assert.matches("^coil: '%-e' needs an argument", r.stderr)
+      assert.matches("^coil: '%-e' needs argument", r.stderr)
     end)
   end)
 

@@ -2,6 +2,27 @@
 local proc = require "spec.support.proc"
 
 describe("examples", function()
+  it("generator.lua awaits inside generators used in for loops", function()
+    local r = proc.run({ "examples/generator.lua" })
+    assert.equal(0, r.code)
+    assert.equal("countdown 3\ncountdown 2\ncountdown 1\nline: alpha\n" ..
+                 "line: beta\nline: gamma\ndone\n", r.stdout)
+  end)
+
+  it("luv_plain.lua echoes, then stops cleanly on Ctrl+C", function()
+    local coil = require "coil"
+    local p = proc.coil({ "examples/luv_plain.lua", "0" })
+    assert.is_true(p:wait_for "listening on")
+    local port = tonumber(p.stdout:match "listening on 127%.0%.0%.1:(%d+)")
+    local c <close> = assert(coil.net.connect("127.0.0.1", port))
+    c:write("echo me\n")
+    assert.equal("echo me", c:read_line())
+    p:kill "sigint"
+    local r = p:wait()
+    assert.equal(2, r.signal)
+    assert.equal("", r.stderr:gsub("coil: SIGINT received[^\n]*\n", ""))
+  end)
+
   it("hello.lua greets three times", function()
     local r = proc.run({ "examples/hello.lua" })
     assert.equal(0, r.code)

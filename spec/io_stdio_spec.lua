@@ -98,9 +98,41 @@ describe("coil.io", function()
     assert.is_not_equal(0, p.code + p.signal) -- script reports the child's death
   end)
 
+  it("reads a socket on stdin", function()
+    local server = assert(coil.net.listen("127.0.0.1", 0, function(stream)
+      stream:write("over\nthe socket\n")
+      stream:drain()
+    end))
+    local _, port = server:address()
+    local tcp = uv.new_tcp()
+    assert.is_nil(coil.await(tcp.connect, tcp, "127.0.0.1", port))
+    local out, code = "", nil
+    local pipe = uv.new_pipe()
+    local handle = assert(uv.spawn(COIL_BIN, { args = { FIXTURE }, stdio = { tcp, pipe } },
+                                   function(c) code = c end))
+    tcp:close() -- the child has it
+    pipe:read_start(function(_, d) if d then out = out .. d else pipe:close() end end)
+    local deadline = coil.now() + 10
+    while (code == nil or not pipe:is_closing()) and coil.now() < deadline do coil.sleep(0.01) end
+    handle:close()
+    server:close()
+    assert.equal(0, code)
+    assert.matches("line over ticks %d+\nline the socket ticks %d+\nend ticks", out)
+  end)
+
+  it("gives standard input back blocking, for the pipe's next reader", function()
+    local script = [[print(require("coil").io.stdin:read_line())]]
+    local r = proc.start("sh", { "-c", [[(echo first; sleep 0.3; echo second) | ("$0" -e "$1"; cat)]],
+                                 COIL_BIN, script }):wait()
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("first\nsecond\n", r.stdout)
+    assert.equal("", r.stderr)
+  end)
+
   it("raises on misuse", function()
     assert.error_matches(function() coil.io.stdout = 1 end, "cannot be assigned")
     assert.error_matches(function() coil.io.stdout.write({}, "x") end, "expects a stream")
     assert.is_nil(coil.io.nope)
+    assert.same({ nil, "EBADF: bad file descriptor (not readable)" }, { coil.io.stderr:read() })
   end)
 end)

@@ -59,14 +59,52 @@ describe("coil.net.listen_fd", function()
     }, function(c, s) code, signal = c, s end))
     tcp:close() -- the child has it now
     out:read_start(function(_, data) if data then stdout = stdout .. data end end)
+    local ok, err = pcall(function()
+      local deadline = coil.now() + 10
+      while not stdout:find("ready") and coil.now() < deadline do coil.sleep(0.01) end
+      assert.equal("ready " .. port .. "\n", stdout)
+      assert.equal("fd says hi", round_trip(port, "hi"))
+    end)
+    handle:kill("sigterm") -- whatever happened: no child left behind
     local deadline = coil.now() + 10
-    while not stdout:find("ready") and coil.now() < deadline do coil.sleep(0.01) end
-    assert.equal("ready " .. port .. "\n", stdout)
-    assert.equal("fd says hi", round_trip(port, "hi"))
-    handle:kill("sigterm")
     while code == nil and coil.now() < deadline do coil.sleep(0.01) end
     out:close()
     handle:close()
+    if not ok then error(err, 0) end
+    assert.equal(15, signal)
+  end)
+
+  it("serves an inherited Unix domain socket", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(uv.fs_mkdir(dir, 448))
+    local path = dir .. "/s.sock"
+    local pipe = uv.new_pipe(false)
+    assert(pipe:bind(path))
+    local code, signal
+    local out, stdout = uv.new_pipe(), ""
+    local handle = assert(uv.spawn(COIL_BIN, {
+      args = { "--quiet", "spec/fixtures/net_listen_fd.lua" },
+      stdio = { nil, out, 2, pipe },
+    }, function(c, s) code, signal = c, s end))
+    out:read_start(function(_, data) if data then stdout = stdout .. data end end)
+    local ok, err = pcall(function()
+      local deadline = coil.now() + 10
+      while not stdout:find("ready") and coil.now() < deadline do coil.sleep(0.01) end
+      assert.equal("ready " .. path .. "\n", stdout)
+      local c <close> = assert(net.connect_unix(path))
+      c:write("over unix\n")
+      assert.equal("fd says over unix", c:read_line())
+    end)
+    handle:kill("sigterm")
+    local deadline = coil.now() + 10
+    while code == nil and coil.now() < deadline do coil.sleep(0.01) end
+    out:close()
+    handle:close()
+    pipe:close() -- (libuv removes the socket file of a pipe it bound)
+    coil.sleep(0.01)
+    uv.fs_rmdir(dir)
+    if not ok then error(err, 0) end
     assert.equal(15, signal)
   end)
 

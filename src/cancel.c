@@ -117,6 +117,14 @@ static int l_uncancel(lua_State *L) {
   return 0;
 }
 
+/* coil._cancels(task) -> n: the Cancelled delivered to it, less
+ * coil._uncancel (asyncio's Task.cancelling): a scope that consumed its own
+ * tells from it that its work swallowed another one. */
+static int l_cancels(lua_State *L) {
+  lua_pushinteger(L, coil__check_task(L, 1)->cancels);
+  return 1;
+}
+
 /* coil._withdraw(err) -> bool: the running task takes back its pending soft
  * cancellation err (a timeout whose work ended before it was delivered). */
 static int l_withdraw(lua_State *L) {
@@ -148,6 +156,7 @@ static int l_cancel_with(lua_State *L) {
 }
 
 static const luaL_Reg cancel_funcs[] = {{"_uncancel", l_uncancel},
+                                        {"_cancels", l_cancels},
                                         {"_withdraw", l_withdraw},
                                         {"_cancel", l_cancel_with},
                                         {NULL, NULL}};

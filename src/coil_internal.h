@@ -166,11 +166,16 @@ struct coil_runtime {
   uv_async_t async; /* wakes the loop for coil_shutdown and signals */
   uv_signal_t usr1;
   int usr1_started;
+  uv_timer_t watchdog; /* service.c: systemd's watchdog ping, when asked */
+  uint64_t watchdog_usec;
+  int watchdog_started;
 
   /* the scheduler and the tasks */
   coil_heap sleepers;
   uint64_t sleep_seq;
   uint64_t timer_due; /* deadline the timer is armed for; 0 = idle */
+  int vclock;         /* registry: virtual time's clock (clock.c); 0 = real */
+  int vclock_quiet;   /* virtual time: the last turn left no task ready */
   coil_task *ready_head, *ready_tail;
   coil_task *current;
   uint64_t next_id;
@@ -190,12 +195,24 @@ struct coil_runtime {
 
   coil_run_state run;
   coil_async_state as;
+  struct { /* coil_post's queue (post.c; under its mutex) */
+    struct coil_post_item *head, *tail;
+    int closing; /* the teardown runs the last ones */
+    int closed;  /* refused from then on */
+  } posts;
 };
 
 /* The runtime of a C function registered with it as upvalue 1. */
 #define RT_UP(L) ((coil_runtime *)lua_touserdata(L, lua_upvalueindex(1)))
 
 COIL_INTERNAL void coil__messagef(coil_runtime *rt, const char *fmt, ...);
+
+/* Disarms the busy-task hook in co (any layer that ran Lua code may). */
+static inline void coil__clear_hook(coil_runtime *rt, lua_State *co) {
+  if (!atomic_exchange(&rt->as.hook_armed, 0)) return;
+  lua_sethook(co, NULL, 0, 0);
+  rt->run.hook_t0 = 0;
+}
 
 /* Records a shutdown request (any layer may; the first status wins). The
  * shutdown step acts on it: at once when the caller is shutdown.c, else on
@@ -259,6 +276,12 @@ COIL_INTERNAL void coil__task_methods(lua_State *L, coil_runtime *rt,
 COIL_INTERNAL extern const char coil__task_mt_key;
 COIL_INTERNAL extern const char *const coil__wait_names[];
 
+/* post.c: coil_post, work handed in from other threads (a queue and
+ * an async handle; it calls nothing of coil's) */
+COIL_INTERNAL void coil__posts_run(coil_runtime *rt);
+COIL_INTERNAL void coil__posts_kick(coil_runtime *rt);
+COIL_INTERNAL void coil__posts_close(coil_runtime *rt);
+
 /* error.c: error objects, tracebacks, the protected call, unseen errors */
 COIL_INTERNAL void coil__new_cancelled(lua_State *L, const char *reason);
 COIL_INTERNAL int coil__is_cancelled(lua_State *L, int idx);
@@ -282,7 +305,6 @@ COIL_INTERNAL void coil__signals_keep_usr1(coil_runtime *rt);
 COIL_INTERNAL int coil__signals_unhandled(coil_runtime *rt);
 COIL_INTERNAL void coil__signals_poll(coil_runtime *rt);
 COIL_INTERNAL void coil__signal_open(lua_State *L, coil_runtime *rt);
-COIL_INTERNAL void coil__clear_hook(coil_runtime *rt, lua_State *co);
 COIL_INTERNAL int coil__signals_pending(coil_runtime *rt);
 COIL_INTERNAL void coil__interrupt_running(coil_runtime *rt);
 COIL_INTERNAL int coil__signal_number(const char *name);
@@ -297,6 +319,13 @@ COIL_INTERNAL void coil__coroutine_open(lua_State *L, coil_runtime *rt);
 /* Whether L, a coroutine inside the running task, was resumed by coil's
  * resume from a place an await can pass through (the await check). */
 COIL_INTERNAL int coil__inner_awaits(lua_State *L);
+/* Pushes the traceback of the suspended task t (with t->co set) prefixed by
+ * msg: from the coroutine it waits in, when it waits inside one, outward. */
+COIL_INTERNAL void coil__task_traceback(lua_State *L, coil_task *t,
+                                        const char *msg);
+
+/* service.c: systemd's notify protocol, the watchdog, socket activation */
+COIL_INTERNAL void coil__service_open(lua_State *L, coil_runtime *rt);
 
 /* scheduler.c: the ready queue and the one await-point API */
 COIL_INTERNAL void coil__make_ready(coil_runtime *rt, coil_task *t);
@@ -309,6 +338,13 @@ COIL_INTERNAL void coil__cancel_delivered(coil_task *t);
 COIL_INTERNAL void coil__link_waiter(coil_task *target, coil_task *w);
 COIL_INTERNAL void coil__unlink_waiter(coil_task *w);
 COIL_INTERNAL void coil__scheduler_open(lua_State *L, coil_runtime *rt);
+
+/* clock.c: virtual time (lua/coil/clock.lua); it wraps the core's check
+ * callback, which it calls through the pointer it replaced, as libuv would */
+COIL_INTERNAL int coil__l_virtual_clock(lua_State *L);
+COIL_INTERNAL int coil__vclock_sleep(lua_State *L, coil_runtime *rt,
+                                     lua_Number s);
+COIL_INTERNAL int coil__vclock_now(lua_State *L, coil_runtime *rt);
 
 /* timer.c: sleeping */
 COIL_INTERNAL void coil__timer_open(lua_State *L, coil_runtime *rt);
@@ -335,6 +371,10 @@ COIL_INTERNAL void coil__force(coil_runtime *rt, coil_task *t);
 COIL_INTERNAL int coil__status_of(lua_State *L, int idx);
 COIL_INTERNAL void coil__spawn_open(lua_State *L, coil_runtime *rt);
 
+/* thread.c: coil.thread, Lua states on the thread pool */
+COIL_INTERNAL void coil__thread_open(lua_State *L);
+COIL_INTERNAL void coil__threads_abandon(coil_runtime *rt);
+
 /* shutdown.c: the step function, the drive loop, coil's own handles */
 COIL_INTERNAL void coil__open_handles(coil_runtime *rt);
 COIL_INTERNAL int coil__close_module_handles(coil_runtime *rt, uv_close_cb cb);
@@ -347,8 +387,11 @@ COIL_INTERNAL void coil__final_report(coil_runtime *rt);
 COIL_INTERNAL void coil__luv_running(coil_runtime *rt, int running);
 COIL_INTERNAL void coil__shutdown_open(lua_State *L, coil_runtime *rt);
 
-/* net_socket.c */
+/* net_socket.c: socket options luv lacks (SO_REUSEPORT before bind) */
 COIL_INTERNAL void coil__net_open(lua_State *L);
+
+/* fs_seek.c: file:seek (lseek on a descriptor) */
+COIL_INTERNAL void coil__fs_open(lua_State *L);
 
 /* embed.c (generated): the lua/ files */
 typedef struct {

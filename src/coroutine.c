@@ -12,16 +12,17 @@
  * the wake values back in, so the await's continuation runs where it
  * stopped. A task that never resumes a coroutine never enters this file.
  */
+#include "coil_internal.h"
 
 #include <lualib.h>
 
-#include "coil_internal.h"
-
-#define RT_UP(L) ((coil_runtime *)lua_touserdata(L, lua_upvalueindex(1)))
-
-/* registry[&inner_key]: thread -> true while one of our resumes runs it from
- * a place that can pass an await outward */
-static char inner_key;
+/* The coroutines our resumes are running, innermost last, that were resumed
+ * from a place that can pass an await outward. Resumes nest strictly within
+ * one thread, and Lua allows fewer than 200 nested C calls, so a small
+ * per-thread stack does (no table write per resume). */
+#define MAX_INNER 256
+static _Thread_local lua_State *inner_stack[MAX_INNER];
+static _Thread_local int inner_depth;
 /* registry[&parked_key]: thread -> task, while the task waits inside it */
 static char parked_key;
 /* registry[&innermost_key]: task -> the coroutine where it waits (dumps) */
@@ -51,13 +52,34 @@ static int get_thread(lua_State *L, const void *key, lua_State *co) {
 }
 
 int coil__inner_awaits(lua_State *L) {
-  int type = get_thread(L, &inner_key, L);
-  lua_pop(L, 1);
-  return type != LUA_TNIL;
+  return inner_depth > 0 && inner_stack[inner_depth - 1] == L;
 }
 
-/* Raises when co is parked in an await: only its task may go on with it. */
+static int co_yield (lua_State *L);
+
+/* Whether the suspended co stopped in one of coil's own functions (all of
+ * them have the runtime as upvalue 1) rather than in a user's yield: then it
+ * is a task's own coroutine, which only the scheduler may resume. */
+static int waits_in_coil(lua_State *L, lua_State *co) {
+  lua_Debug ar;
+  lua_CFunction f;
+  int mine = 0;
+  if (lua_status(co) != LUA_YIELD || !lua_getstack(co, 0, &ar)) return 0;
+  lua_getinfo(co, "f", &ar);
+  f = lua_tocfunction(co, -1);
+  if (f != NULL && f != co_yield &&lua_getupvalue(co, -1, 1) != NULL) {
+    mine = lua_touserdata(co, -1) == (void *)coil__rt(L);
+    lua_pop(co, 1);
+  }
+  lua_pop(co, 1);
+  return mine;
+}
+
+/* Raises when co is parked in an await, or is a task's own coroutine: only
+ * its task may go on with it. Both stopped in coil's code; a coroutine that
+ * yielded as a user's does not need the table look-up. */
 static void check_not_parked(lua_State *L, lua_State *co, const char *what) {
+  if (!waits_in_coil(L, co)) return;
   if (get_thread(L, &parked_key, co) != LUA_TNIL) {
     coil_task *t = (coil_task *)lua_touserdata(L, -1);
     coil__push_name(L, t);
@@ -67,6 +89,10 @@ static void check_not_parked(lua_State *L, lua_State *co, const char *what) {
                what, lua_tostring(L, -1));
   }
   lua_pop(L, 1);
+  luaL_error(L,
+             "coil: cannot %s a task's own coroutine (task:cancel() stops a "
+             "task)",
+             what);
 }
 
 /* The task waits no more inside co. */
@@ -109,8 +135,8 @@ static int finish(lua_State *L, lua_State *co, int status, int nres, int wrap) {
 failed:
   if (!wrap) {
     /* a coroutine that coil's cancellation unwound has its <close>
-     * variables run now, as a wrap's has (the stock resume would leave that
-     * to a coroutine.close the code that swallowed nothing never calls) */
+     * variables run now, as a wrap's has: the stock resume leaves that to a
+     * coroutine.close that code written before coil never calls */
     if (coil__is_cancelled(L, -1) && lua_status(co) != LUA_OK &&
         coil__closethread(co, L) != LUA_OK)
       lua_pop(co, 1);
@@ -148,10 +174,10 @@ static int drive(lua_State *L, int wrap) {
     return luaL_error(L, "too many arguments to resume");
   }
   lua_xmove(L, co, narg);
-  if (t && lua_isyieldable(L) && (L == t->co || coil__inner_awaits(L))) {
+  if (t && inner_depth < MAX_INNER && lua_isyieldable(L) &&
+      (L == t->co || coil__inner_awaits(L))) {
     forward = 1;
-    lua_pushboolean(L, 1);
-    set_thread(L, &inner_key, co);
+    inner_stack[inner_depth++] = co;
   }
   if (atomic_load(&rt->as.running_L) == L) {
     atomic_store(&rt->as.running_L, co);
@@ -162,8 +188,7 @@ static int drive(lua_State *L, int wrap) {
     status = lua_resume(co, L, narg, &nres);
   }
   if (!forward) return finish(L, co, status, nres, wrap);
-  lua_pushnil(L);
-  set_thread(L, &inner_key, co);
+  inner_depth--;
   if (status != LUA_YIELD || rt->current != t || t->state == TASK_RUNNING)
     return finish(L, co, status, nres, wrap);
 
@@ -299,35 +324,34 @@ static int co_close(lua_State *L) {
   return 2;
 }
 
-/* coil._traceback(task) -> string: where the task waits, from the
- * coroutine it waits in outward. */
-static int traceback(lua_State *L) {
-  coil_task *t = coil__check_task(L, 1);
-  lua_State *inner = NULL;
+void coil__task_traceback(lua_State *L, coil_task *t, const char *msg) {
+  lua_State *inner;
   luaL_Buffer b;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &innermost_key);
-  lua_pushvalue(L, 1);
+  coil__push_task(L, t);
   lua_rawget(L, -2);
   inner = lua_tothread(L, -1);
   lua_pop(L, 2);
-  if (!t->co) {
-    lua_pushliteral(L, "");
-    return 1;
+  if (!inner) {
+    luaL_traceback(L, t->co, msg, 0);
+    return;
   }
   luaL_buffinit(L, &b);
-  if (inner) {
-    luaL_traceback(L, inner, NULL, 0);
-    luaL_addvalue(&b);
-    luaL_traceback(L, t->co, "", 0);
-    /* "\nstack traceback:\n\t..." -> "\n\t..." */
-    luaL_gsub(L, lua_tostring(L, -1), "\nstack traceback:", "");
-    lua_remove(L, -2);
-    luaL_addvalue(&b);
-  } else {
-    luaL_traceback(L, t->co, NULL, 0);
-    luaL_addvalue(&b);
-  }
+  luaL_traceback(L, inner, msg, 0);
+  luaL_addvalue(&b);
+  luaL_traceback(L, t->co, "", 0);
+  /* "\nstack traceback:\n\t..." -> "\n\t...": one traceback, inner first */
+  luaL_gsub(L, lua_tostring(L, -1), "\nstack traceback:", "");
+  lua_remove(L, -2);
+  luaL_addvalue(&b);
   luaL_pushresult(&b);
+}
+
+/* coil._traceback(task) -> string: where the task waits. */
+static int traceback(lua_State *L) {
+  coil_task *t = coil__check_task(L, 1);
+  if (t->co) coil__task_traceback(L, t, NULL);
+  else lua_pushliteral(L, "");
   return 1;
 }
 
@@ -349,7 +373,6 @@ void coil__coroutine_open(lua_State *L, coil_runtime *rt) {
                                    {"isyieldable", co_isyieldable},
                                    {"close", co_close},
                                    {NULL, NULL}};
-  new_weak(L, &inner_key);
   new_weak(L, &parked_key);
   new_weak(L, &innermost_key);
   lua_createtable(L, 0, 1);

@@ -228,13 +228,68 @@ static void report_unseen(coil_runtime *rt, lua_State *L, int task_idx) {
   lua_pop(L, 2);
 }
 
+/* Reports the tasks a finalizer set aside (registry["coil.unseen_late"]),
+ * from the loop (a coil_post), as Lua code that a coil_shutdown or an
+ * interrupt can stop: running_L points at it meanwhile. */
+static void report_late(coil_runtime *rt, void *ud) {
+  lua_State *L = rt->L, *prev;
+  lua_Integer i, n;
+  (void)ud;
+  if (!L) return;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "coil.unseen_late") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "coil.unseen_late");
+  prev = atomic_load(&rt->as.running_L);
+  if (!prev) atomic_store(&rt->as.running_L, L);
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    report_unseen(rt, L, -1);
+    lua_pop(L, 1);
+  }
+  if (!prev) {
+    atomic_store(&rt->as.running_L, NULL);
+    if (atomic_load(&rt->as.hook_armed)) coil__clear_hook(rt, L);
+  }
+  lua_pop(L, 1);
+}
+
+/* Puts the task on top into registry["coil.unseen_late"], posting a
+ * report_late for the first one; 0 if posts are refused (the teardown). */
+static int set_aside(coil_runtime *rt, lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "coil.unseen_late") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    if (coil_post(rt, report_late, NULL) != 0) return 0;
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "coil.unseen_late");
+  }
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 1);
+  return 1;
+}
+
 static int unseen_gc(lua_State *L) {
   unseen_sentinel *s = (unseen_sentinel *)lua_touserdata(L, 1);
-  if (s->pending) {
-    s->pending = 0;
-    lua_getiuservalue(L, 1, 1);
-    report_unseen(RT_UP(L), L, -1);
-  }
+  coil_runtime *rt = RT_UP(L);
+  int handler;
+  if (!s->pending) return 0;
+  s->pending = 0;
+  lua_getiuservalue(L, 1, 1); /* the task */
+  /* A collection that C code on the loop set off (no Lua code running):
+   * Lua 5.4 runs finalizers with hooks off, so an on_error handler called
+   * from here could never be stopped (coil_shutdown, Ctrl+C). The task is
+   * set aside and reported from the loop, soon. From Lua code
+   * (collectgarbage(), an allocation) the report is made at once. */
+  lua_getfield(L, LUA_REGISTRYINDEX, "coil.on_error");
+  handler = lua_isfunction(L, -1);
+  lua_pop(L, 1);
+  if (handler && !atomic_load(&rt->as.running_L) && set_aside(rt, L)) return 0;
+  report_unseen(rt, L, -1);
   return 0;
 }
 
@@ -285,6 +340,7 @@ static void new_unseen_table(lua_State *L) {
 /* Reports every unseen error still on record (before the state closes). */
 void coil__report_unseen_all(coil_runtime *rt) {
   lua_State *L = rt->L;
+  report_late(rt, NULL); /* set aside by a finalizer, not reported yet */
   lua_getfield(L, LUA_REGISTRYINDEX, "coil.unseen");
   lua_pushnil(L);
   while (lua_next(L, -2)) {

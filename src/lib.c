@@ -130,7 +130,10 @@ int coil__open(lua_State *L, coil_runtime *rt) {
   coil__signal_open(L, rt);
   coil__shutdown_open(L, rt);
   coil__net_open(L);
+  coil__fs_open(L);
+  coil__thread_open(L);
   coil__coroutine_open(L, rt);
+  coil__service_open(L, rt);
   lua_pushboolean(L, rt->owns_state);
   lua_setfield(L, -2, "_host");
   lua_pushboolean(L, !rt->owns_loop && !rt->module);

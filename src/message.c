@@ -45,6 +45,28 @@ void coil__message(coil_runtime *rt, const char *text) {
     } while (p);
     return;
   }
+  {
+    /* one write for the whole message when it fits: processes sharing
+     * stderr (--workers) never cut into each other's lines */
+    char line[4096];
+    size_t n = 6;
+    memcpy(line, "coil: ", 6);
+    for (; *p && n < sizeof line - 3; p++) {
+      line[n++] = *p;
+      if (*p == '\n') {
+        line[n++] = ' ';
+        line[n++] = ' ';
+      }
+    }
+    if (!*p) {
+      line[n++] = '\n';
+      fwrite(line, 1, n, stderr);
+      fflush(stderr);
+      return;
+    }
+    p = text;
+    if (strncmp(p, "coil: ", 6) == 0) p += 6;
+  }
   fputs("coil: ", stderr);
   while ((nl = strchr(p, '\n')) != NULL) {
     fwrite(p, 1, (size_t)(nl - p + 1), stderr);

@@ -33,8 +33,44 @@ static void push_main_error(lua_State *L) {
   lua_settop(L, task + 1);
 }
 
+/* coil.run's options: a table without __call before the function. Removes
+ * it; returns whether virtual time was asked for. */
+static int run_options(lua_State *L) {
+  int virtual_time;
+  if (lua_type(L, 1) != LUA_TTABLE) return 0;
+  if (luaL_getmetafield(L, 1, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING ||
+        strcmp(lua_tostring(L, -1), "virtual_time") != 0) {
+      lua_pushfstring(L, "coil: coil.run: unknown option '%s'",
+                      luaL_tolstring(L, -1, NULL));
+      return lua_error(L);
+    }
+  }
+  lua_getfield(L, 1, "virtual_time");
+  virtual_time = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_remove(L, 1);
+  return virtual_time;
+}
+
+/* Turns virtual time on or off (lua/coil/clock.lua). */
+static void run_virtual(lua_State *L, int on) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "coil.clock");
+  lua_getfield(L, -1, on ? "start" : "stop");
+  lua_call(L, 0, 0);
+  lua_pop(L, 2);
+}
+
 static int l_run(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
+  int virtual_time = run_options(L);
   int nargs = lua_gettop(L) - 1, task_idx, installed;
   coil_task *t;
   luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -51,6 +87,7 @@ static int l_run(lua_State *L) {
   rt->in_run = 1;
   rt->signals = 1;
   installed = coil__signals_install(rt) == 0;
+  if (virtual_time) run_virtual(L, 1);
 
   t = coil__spawn(L, rt, nargs); /* pushes the task */
   t->flags |= TF_MAIN;
@@ -59,6 +96,7 @@ static int l_run(lua_State *L) {
 
   coil__drive(rt, 0);
 
+  if (virtual_time) run_virtual(L, 0);
   if (installed) {
     /* an interrupt during the teardown ends this run by it too */
     int late = coil__signals_unhandled(rt);

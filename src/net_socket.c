@@ -1,11 +1,15 @@
 /*
- * Socket options luv 1.44 cannot set, for coil.net: SO_REUSEPORT before a
- * bind (several processes serving one port, §9), and a look at an inherited
- * fd (socket activation) to know what kind of server it is.
+ * Socket calls luv 1.44 does not have, for coil.net: SO_REUSEPORT before a
+ * bind (several processes serving one port, §9), a look at an inherited fd
+ * (socket activation), listen and accept4 (servers accept by themselves),
+ * and O_NONBLOCK cleared again on a descriptor (coil.io's stdin).
  */
+#define _GNU_SOURCE /* accept4 */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "coil_internal.h"
 
@@ -51,10 +55,53 @@ static int l_socket_info(lua_State *L) {
   return 3;
 }
 
+/* coil._listen(fd, backlog) -> true, or nil, err: listen(2) on a bound
+ * socket (coil.net accepts by itself, see coil._accept). */
+static int l_listen(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  int backlog = (int)luaL_checkinteger(L, 2);
+  if (listen(fd, backlog) != 0) return push_errno(L, errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* coil._accept(fd) -> the new connection's fd (non-blocking, close-on-exec),
+ * or nil, err ("EAGAIN: …" when none is waiting, "EMFILE: …" when the
+ * process is out of descriptors: the connection then stays queued in the
+ * kernel, which is what lets a server pause instead of dropping it). */
+static int l_accept(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1), conn;
+  do
+    conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  while (conn < 0 && errno == EINTR);
+  if (conn < 0) return push_errno(L, errno);
+  lua_pushinteger(L, conn);
+  return 1;
+}
+
+/* coil._fd_blocking(fd): clears O_NONBLOCK (coil.io gives standard input
+ * back blocking: a pipe's other readers share the flag). */
+static int l_fd_blocking(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  int flags = fcntl(fd, F_GETFL);
+  if (flags >= 0 && (flags & O_NONBLOCK)) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  return 0;
+}
+
+/* coil._close_fd(fd): closes a descriptor no handle took. */
+static int l_close_fd(lua_State *L) {
+  close((int)luaL_checkinteger(L, 1));
+  return 0;
+}
+
 /* Adds the functions to the module table on top of L. */
 void coil__net_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"_reuseport", l_reuseport},
                                  {"_socket_info", l_socket_info},
+                                 {"_listen", l_listen},
+                                 {"_accept", l_accept},
+                                 {"_close_fd", l_close_fd},
+                                 {"_fd_blocking", l_fd_blocking},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

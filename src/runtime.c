@@ -111,6 +111,7 @@ int coil_exit_signal(coil_runtime *rt) { return rt->run.exit_signal; }
  * run kept (coil__run_reset). */
 static void new_run_if_over(coil_runtime *rt) {
   if (rt->owns_loop != 1 || rt->run.phase != PHASE_CLOSED) return;
+  if (rt->posts.closing) return; /* coil_free runs the last posts: no new run */
   coil__open_handles(rt);
   coil__run_reset(rt);
   if (rt->signals) coil__signals_install(rt); /* SIGUSR1's handle again */
@@ -236,14 +237,6 @@ int coil_run(coil_runtime *rt) {
 
 int coil_shutdown(coil_runtime *rt, int status) {
   if (!rt) return COIL_EINVAL;
-  if (atomic_load(&rt->teardown)) {
-    /* the run is over and Lua code at teardown does not end: stop it */
-    int expected = 0;
-    if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1))
-      atomic_store(&rt->as.shutdown_request_status, status);
-    atomic_store(&rt->teardown_stop, 1);
-    return 0;
-  }
   coil__request_async(rt, status);
   return 0;
 }
@@ -278,12 +271,6 @@ const char *coil_strerror(int code) {
   default:
     return "unknown error";
   }
-}
-
-void coil_die_by_signal(int signo) {
-  fflush(stdout);
-  fflush(stderr);
-  coil__die_by_signal(signo);
 }
 
 const char *coil_version_string(void) {

@@ -32,6 +32,7 @@ static int own_handles(coil_runtime *rt, uv_handle_t **out) {
   out[n++] = (uv_handle_t *)&rt->timer;
   out[n++] = (uv_handle_t *)&rt->grace_timer;
   if (rt->usr1_started) out[n++] = (uv_handle_t *)&rt->usr1;
+  if (rt->watchdog_started) out[n++] = (uv_handle_t *)&rt->watchdog;
   return n;
 }
 
@@ -56,12 +57,13 @@ void coil__open_handles(coil_runtime *rt) {
   uv_unref((uv_handle_t *)&rt->grace_timer);
   rt->timer_due = 0;
   atomic_store(&rt->as.wake_ok, 1);
+  coil__posts_kick(rt);
 }
 
 /* The module's Lua state is closing: close whichever of coil's handles are
  * still open, each with cb; returns how many. */
 int coil__close_module_handles(coil_runtime *rt, uv_close_cb cb) {
-  uv_handle_t *own[6];
+  uv_handle_t *own[7];
   int i, n = own_handles(rt, own), closing = 0;
   atomic_store(&rt->as.wake_ok, 0);
   for (i = 0; i < n; i++) {
@@ -121,8 +123,9 @@ static void ensure_cancel_object(coil_runtime *rt, const char *reason) {
   }
 }
 
-/* Entering step 2: announce, arm the grace, spawn the driver task that
- * sets stopping() and runs the on_shutdown hooks (they may await). */
+/* Entering step 2 (coil__request announced it): arm the grace, spawn the
+ * driver task that sets stopping() and runs the on_shutdown hooks (they
+ * may await). */
 static void begin_drain(coil_runtime *rt) {
   lua_State *L = rt->L;
   coil_run_state *run = &rt->run;
@@ -211,7 +214,7 @@ static void force_all(coil_runtime *rt, const char *why) {
                         "task '%s' ignored cancellation for %s s; closed by "
                         "force at:",
                         lua_tostring(L, -1), secsbuf);
-        if (t->co) luaL_traceback(L, t->co, lua_tostring(L, -1), 0);
+        if (t->co) coil__task_traceback(L, t, lua_tostring(L, -1));
         else lua_pushvalue(L, -1);
         coil__message(rt, lua_tostring(L, -1));
         lua_pop(L, 3);
@@ -242,7 +245,7 @@ static void on_own_closed(uv_handle_t *h) {
  * handle the script opened (libuv runs close callbacks newest first, so
  * coil's own come last and on_closed sees everything closed). */
 static void close_handles(coil_runtime *rt) {
-  uv_handle_t *own[6];
+  uv_handle_t *own[7];
   int i, n = own_handles(rt, own);
   rt->run.handles_closing = 1;
   atomic_store(&rt->as.wake_ok, 0);
@@ -263,6 +266,7 @@ static void close_handles(coil_runtime *rt) {
   }
   if (rt->usr1_started) coil__signals_keep_usr1(rt);
   rt->usr1_started = 0;
+  rt->watchdog_started = 0;
   if (rt->L) coil__call_hook(rt, "close_handles", 0, 0);
 }
 
@@ -319,6 +323,8 @@ void coil__final_report(coil_runtime *rt) {
  * for the closes): what is left to report, the Lua state, the own loop.
  * Signals are watched until the very end. */
 void coil__teardown(coil_runtime *rt) {
+  coil__posts_close(rt); /* before the Lua state goes: fn may use it */
+  if (rt->owns_loop == 2) coil__threads_abandon(rt); /* exit cannot join them */
   if (!rt->lua_closed && rt->L) {
     coil__final_report(rt);
     /* __gc at lua_close runs without hooks (Lua 5.4): memory_limit holds,
@@ -468,7 +474,7 @@ static void deadlock(coil_runtime *rt) {
                     coil__wait_names[t->wait]);
     lua_remove(L, -2);
     if (t->co) {
-      luaL_traceback(L, t->co, NULL, 0);
+      coil__task_traceback(L, t, NULL); /* src/coroutine.c */
       lua_pushliteral(L, "\n  ");
       luaL_gsub(L, lua_tostring(L, -2), "\n", "\n  ");
       lua_remove(L, -3);
@@ -528,6 +534,7 @@ static void on_async(uv_async_t *h) {
     if (rt->run.phase == PHASE_RUN) coil__request(rt, status, 0, "shutdown");
   }
   coil__signals_poll(rt);
+  coil__posts_run(rt);
   coil__shutdown_step(rt);
 }
 

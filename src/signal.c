@@ -71,6 +71,10 @@ const char *coil__signal_name(int signo) {
 
 #define BUSY_NS (50ull * 1000 * 1000)
 
+/* The console (coil._interrupt_busy): a SIGINT it took over with on_signal
+ * still interrupts a task that does not yield, and counts that it did so. */
+static atomic_int interrupt_busy, interrupts_taken;
+
 /* Whether the hook fired as a C function returned from a system call that
  * the interrupt cut short (read(2) on a terminal, say): lua.c's SIGINT
  * reaches such a call at once, and so does coil's. */
@@ -100,6 +104,14 @@ static void busy_hook(lua_State *L, lua_Debug *ar) {
   if (rt->run.hook_t0 != 0 && now - rt->run.hook_t0 < BUSY_NS) return;
   coil__clear_hook(rt, L);
   signo = atomic_load(&rt->as.first);
+  if (!signo && !atomic_load(&rt->as.shutdown_requested) &&
+      atomic_load(&interrupt_busy)) {
+    /* the console's Ctrl+C: only the busy task gets Cancelled */
+    atomic_fetch_add(&interrupts_taken, 1);
+    if (rt->current) rt->current->cancels++;
+    coil__new_cancelled(L, "SIGINT");
+    lua_error(L);
+  }
   /* the loop could not act on the request: record it from here, so that it
    * (not this task's end) decides the exit status; the shutdown step acts
    * on it once this task is off the stack */
@@ -122,12 +134,6 @@ static void busy_hook(lua_State *L, lua_Debug *ar) {
   lua_error(L);
 }
 
-void coil__clear_hook(coil_runtime *rt, lua_State *co) {
-  if (!atomic_exchange(&rt->as.hook_armed, 0)) return;
-  lua_sethook(co, NULL, 0, 0);
-  rt->run.hook_t0 = 0;
-}
-
 /* ---- the handler ----------------------------------------------------------- */
 
 /* Ends the process by signo the Unix way: default action restored, the
@@ -148,6 +154,14 @@ void coil__die_by_signal(int signo) {
   _exit(128 + signo);
 }
 
+/* The public face of the above (include/coil.h), for a process ending on
+ * the loop's thread: stdio flushed first. */
+void coil_die_by_signal(int signo) {
+  fflush(stdout);
+  fflush(stderr);
+  coil__die_by_signal(signo);
+}
+
 /* Flushes f unless another thread, or the code this handler interrupted,
  * holds its lock: dying must not wait. */
 static void flush_if_free(FILE *f) {
@@ -162,6 +176,8 @@ static void on_interrupt(int signo) {
   if (!rt) goto out;
   if (atomic_load(&rt->as.override[signo])) {
     atomic_fetch_add(&rt->as.pending[signo], 1);
+    if (signo == SIGINT && atomic_load(&interrupt_busy))
+      coil__interrupt_running(rt);
   } else {
     int expected = 0, n;
     atomic_compare_exchange_strong(&rt->as.first, &expected, signo);
@@ -298,6 +314,13 @@ void coil__signals_uninstall(coil_runtime *rt) {
  * and wakes the loop. */
 void coil__request_async(coil_runtime *rt, int status) {
   int expected = 0;
+  if (atomic_load(&rt->teardown)) {
+    /* the run is over and Lua code at teardown does not end: stop it */
+    if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1))
+      atomic_store(&rt->as.shutdown_request_status, status);
+    atomic_store(&rt->teardown_stop, 1);
+    return;
+  }
   if (atomic_compare_exchange_strong(&rt->as.shutdown_claimed, &expected, 1)) {
     atomic_store(&rt->as.shutdown_request_status, status);
     atomic_store(&rt->as.shutdown_requested, 1);
@@ -374,8 +397,20 @@ static int l_signum(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg signal_funcs[] = {
-    {"_override", l_override}, {"_signum", l_signum}, {NULL, NULL}};
+/* coil._interrupt_busy(on) -> taken: while on, a SIGINT taken over by
+ * on_signal also raises Cancelled in a task that runs for 50 ms without
+ * yielding (or in a C call it cut short); returns (and resets) how many
+ * times that happened. */
+static int l_interrupt_busy(lua_State *L) {
+  atomic_store(&interrupt_busy, lua_toboolean(L, 1));
+  lua_pushinteger(L, atomic_exchange(&interrupts_taken, 0));
+  return 1;
+}
+
+static const luaL_Reg signal_funcs[] = {{"_override", l_override},
+                                        {"_signum", l_signum},
+                                        {"_interrupt_busy", l_interrupt_busy},
+                                        {NULL, NULL}};
 
 void coil__signal_open(lua_State *L, coil_runtime *rt) {
   lua_pushlightuserdata(L, rt);

@@ -40,11 +40,24 @@ coil_task *coil__test_task(lua_State *L, int idx) {
   return NULL;
 }
 
-/* The task at idx, or raises. */
+/* The task at idx, or raises a `coil: ` line naming what was there instead
+ * (Lua's own message would say "bad argument #1 to '?'" for a method). */
 coil_task *coil__check_task(lua_State *L, int idx) {
   coil_task *t = coil__test_task(L, idx);
+  lua_Debug ar;
+  const char *got, *name = NULL;
   if (t) return t;
-  return (coil_task *)luaL_checkudata(L, idx, TASK_MT); /* raises */
+  got = luaL_getmetafield(L, idx, "__name") == LUA_TSTRING
+            ? lua_tostring(L, -1) /* pushed: the error unwinds it */
+            : luaL_typename(L, idx);
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar)) name = ar.name;
+  if (name)
+    luaL_error(L,
+               "coil: bad argument #%d to '%s' (a coil.task expected, got %s)",
+               idx, name, got);
+  luaL_error(L, "coil: bad argument #%d (a coil.task expected, got %s)", idx,
+             got);
+  return NULL;
 }
 
 /* Pushes the extras table of the task at idx, creating it if asked;

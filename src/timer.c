@@ -147,6 +147,7 @@ static int l_sleep(lua_State *L) {
     coil__make_ready(rt, t);
     return lua_yieldk(L, 0, 0, sleep_k);
   }
+  if (rt->vclock) return coil__vclock_sleep(L, rt, s); /* clock.c */
   uv_update_time(rt->loop);
   if (s >= 1e15) ms = UINT64_MAX / 2;
   else ms = (uint64_t)ceil(s * 1000.0);
@@ -157,14 +158,22 @@ static int l_sleep(lua_State *L) {
   return coil__suspend(L, t, WAIT_SLEEP, sleep_k, 0);
 }
 
-/* coil.now(): the loop's monotonic clock in seconds. */
+/* coil.now(): the loop's monotonic clock in seconds, brought up to date
+ * first (libuv caches it once per loop turn: code that blocked the loop
+ * would otherwise see time stand still). */
 static int l_now(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)uv_now(RT_UP(L)->loop) / 1000.0);
+  coil_runtime *rt = RT_UP(L);
+  if (rt->vclock) return coil__vclock_now(L, rt); /* clock.c */
+  uv_update_time(rt->loop);
+  lua_pushnumber(L, (lua_Number)uv_now(rt->loop) / 1000.0);
   return 1;
 }
 
 static const luaL_Reg timer_funcs[] = {
-    {"sleep", l_sleep}, {"now", l_now}, {NULL, NULL}};
+    {"sleep", l_sleep},
+    {"now", l_now},
+    {"_virtual_clock", coil__l_virtual_clock},
+    {NULL, NULL}};
 
 void coil__timer_open(lua_State *L, coil_runtime *rt) {
   lua_pushlightuserdata(L, rt);

@@ -44,7 +44,7 @@ end
 -- if given, replaces the default uv_cancel of the request when the task is
 -- cancelled (closing a handle cancels its connect or write requests); false
 -- leaves the request alone (a write, which libuv cannot cancel).
-local function await(late, on_cancel, fn, ...)
+local function await_at(late, on_cancel, at, fn, ...)
   local me = current()
   if not me then
     error("coil: await must be called from inside a task", 2)
@@ -74,10 +74,9 @@ local function await(late, on_cancel, fn, ...)
       if not ok then core._report("a late I/O callback failed: " .. tostring(err)) end
     end
   end
-  local n = select("#", ...)
   local args = pack(...)
-  args[n + 1] = callback
-  local req, err, name = fn(unpack(args, 1, n + 1))
+  args[at] = callback
+  local req, err, name = fn(unpack(args, 1, at))
   if req == nil and err ~= nil then
     -- failed at once: libuv never calls the callback then
     state = "done"
@@ -107,6 +106,10 @@ local function await(late, on_cancel, fn, ...)
   error(results[2], 0)
 end
 
+local function await(late, on_cancel, fn, ...)
+  return await_at(late, on_cancel, select("#", ...) + 1, fn, ...)
+end
+
 --- coil.await(fn, ...) ⏳ calls `fn(..., callback)` and waits for the
 -- callback; returns the callback's arguments.
 -- @tparam function fn a luv function whose last argument is a callback
@@ -123,6 +126,25 @@ local function coil_await(fn, ...)
     error("coil: await expects a function, got " .. type(fn), 2)
   end
   return await(nil, nil, fn, ...)
+end
+
+--- coil.await_at(n, fn, ...) ⏳ like coil.await, with the callback as
+-- the n-th argument of fn: the arguments between the last one given and n
+-- are nil (`coil.await_at(4, uv.fs_open, path, "r")` calls
+-- `uv.fs_open(path, "r", nil, callback)`).
+-- @raise if n is not an integer above the number of arguments given
+function core.await_at(n, fn, ...)
+  if not current() then
+    error("coil: await_at must be called from inside a task", 2)
+  end
+  if math.type(n) ~= "integer" or n <= select("#", ...) then
+    error(("coil: await_at: n must be an integer above the %d argument(s) given, got %s")
+          :format(select("#", ...), tostring(n)), 2)
+  end
+  if type(fn) ~= "function" then
+    error("coil: await_at expects a function, got " .. type(fn), 2)
+  end
+  return await_at(nil, nil, n, fn, ...)
 end
 
 core._await = await

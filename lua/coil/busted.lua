@@ -5,14 +5,19 @@
 --     local async = require "coil.busted"
 --     it("pongs", async(function() ... end))
 --     it("is quick", async(function() ... end, { timeout = 0.5 }))
+--     it("backs off", async(function() ... end, { virtual_time = true }))
 --
 -- After the body, the test fails, naming each of them, if it left a task
 -- alive, a luv handle open, or an error nobody saw; all of them are cleaned
 -- up (tasks cancelled and awaited, handles closed) so the next test starts
 -- clean. A body that does not finish in time fails with the dump of where
--- each of its tasks was waiting. docs/testing.md tells how to read it all.
+-- each of its tasks was waiting. With `virtual_time = true` the body runs
+-- on coil's virtual clock (lua/coil/clock.lua); the deadline and the
+-- helper's own waits stay in real time. docs/testing.md tells how to read
+-- it all.
 local coil = require "coil"
 local uv = require "luv"
+local clock = require "coil.clock"
 
 local error, ipairs, pairs, pcall, rawget, select, setmetatable, tostring,
   type, xpcall = error, ipairs, pairs, pcall, rawget, select, setmetatable,
@@ -129,11 +134,24 @@ local function wait_done(task, seconds)
   return task:done()
 end
 
--- Gives `tasks` `grace` seconds to finish; returns the ones still alive.
--- Polls rather than watches, so that an error in their cleanup stays
--- unseen (and is reported as such).
+-- Sleeps s seconds of real time, even while virtual time is on.
+local function real_sleep(s)
+  local me = coil.current()
+  local timer = uv.new_timer()
+  coil._untrack(timer)
+  timer:start(math.max(1, math.floor(s * 1000 + 0.5)), 0, function()
+    coil._wake(me)
+  end)
+  local ok, err = pcall(coil._park)
+  timer:close()
+  if not ok then error(err, 0) end
+end
+
+-- Gives `tasks` `grace` seconds (real time) to finish; returns the ones
+-- still alive. Polls rather than watches, so that an error in their
+-- cleanup stays unseen (and is reported as such).
 local function wait_all(tasks, grace)
-  local deadline = coil.now() + grace
+  local deadline = uv.hrtime() + grace * 1e9
   local alive, first = tasks, true
   while true do
     local still = {}
@@ -141,8 +159,8 @@ local function wait_all(tasks, grace)
       if not task:done() then still[#still + 1] = task end
     end
     alive = still
-    if #alive == 0 or coil.now() >= deadline then return alive end
-    coil.sleep(first and 0 or 0.005)
+    if #alive == 0 or uv.hrtime() >= deadline then return alive end
+    if first then coil.sleep(0) else real_sleep(0.005) end
     first = false
   end
 end
@@ -169,7 +187,7 @@ end
 -- string, its traceback), timeout
 -- (the text of the timeout), problems (a list of texts), stuck (tasks that
 -- ignored cancellation).
-local function run_test(fn, args, timeout)
+local function run_test(fn, args, timeout, virtual_time)
   local registry = getregistry()
   local before_tasks = set_of(coil.tasks())
   local before_handles = set_of(coil._open_handles())
@@ -191,6 +209,9 @@ local function run_test(fn, args, timeout)
     end
   end)
 
+  -- (a test already on the virtual clock, in coil.run's, stays on it)
+  local virtual = virtual_time and not clock.on
+  if virtual then clock.start() end
   local hard_deadline = uv.hrtime() + (timeout + math.min(timeout, 1)) * 1e9
   local body_co
   local body = coil.spawn(function()
@@ -217,6 +238,7 @@ local function run_test(fn, args, timeout)
     -- cancels the test's tasks too): let their cleanup finish first
     wait_all(new_tasks(before_tasks), M.grace)
     if body_co then sethook(body_co) end
+    if virtual then clock.stop() end
     coil.on_error(saved_on_error)
     error(finished, 0)
   end
@@ -273,6 +295,16 @@ local function run_test(fn, args, timeout)
     pcall(handle.close, handle)
   end
   if #open > 0 then coil.sleep(0) end -- let the close callbacks run
+
+  -- timers of the virtual clock still pending (a call_later never cancelled)
+  if virtual then
+    local now = clock.ms
+    for _, timer in ipairs(clock.stop()) do
+      problems[#problems + 1] = format(
+        "%s still pending on the virtual clock (due in %.3f s)", timer.what,
+        (timer.due - now) / 1000)
+    end
+  end
 
   -- errors nobody saw: a full collection finalizes the failed tasks that are
   -- garbage, which reports them (traceback included) to the collector
@@ -334,7 +366,7 @@ end
 local exit_codes = { SIGINT = 130, SIGTERM = 143, SIGHUP = 129 }
 
 -- The function busted calls for the test.
-local function runner(fn, timeout)
+local function runner(fn, timeout, virtual_time)
   local info = getinfo(fn, "S")
   local where = info.short_src .. ":" .. info.linedefined
   return function(...)
@@ -346,11 +378,11 @@ local function runner(fn, timeout)
       if coil._phase() ~= "run" then
         error(where .. ": coil: the test cannot start: coil is shutting down", 0)
       end
-      out = run_test(fn, args, seconds)
+      out = run_test(fn, args, seconds, virtual_time)
     else
       -- stock busted: a coil.run of its own, which leaves the loop empty
       local ok, err = pcall(coil.run, function()
-        out = run_test(fn, args, seconds)
+        out = run_test(fn, args, seconds, virtual_time)
         -- tasks that ignored their cancellation: only a shutdown closes
         -- them by force, and coil.run returns once they are gone
         if out.stuck then coil.shutdown() end
@@ -383,12 +415,24 @@ local function check(fn, opts, level)
     error("coil.busted: timeout must be a positive number of seconds",
           level + 1)
   end
-  return runner(fn, timeout)
+  local virtual_time = opts and opts.virtual_time
+  if virtual_time ~= nil and type(virtual_time) ~= "boolean" then
+    error("coil.busted: virtual_time must be true or false", level + 1)
+  end
+  for k in pairs(opts or {}) do
+    if k ~= "timeout" and k ~= "virtual_time" then
+      error(("coil.busted: unknown option '%s'"):format(tostring(k)), level + 1)
+    end
+  end
+  return runner(fn, timeout, virtual_time)
 end
 
 --- Wraps a test body: `it("name", async(fn, {timeout = s}))`.
 -- @tparam function fn the body; it may await
--- @tparam[opt] table opts `timeout` in seconds (default `M.default_timeout`)
+-- @tparam[opt] table opts `timeout` in seconds of real time (default
+-- `M.default_timeout`); `virtual_time = true` runs the body on the virtual
+-- clock (coil.now, sleep, timeout, move_on_after, call_later and wait's
+-- timeout; the clock jumps whenever no task can run)
 -- @return the function to give busted's `it` (or `before_each`, ...)
 -- @raise (when the test runs) a busted failure naming what the body left
 -- behind, or the timeout with where each task was waiting; else the body's

@@ -2,7 +2,7 @@
 -- LUA_INIT_5_4 or LUA_INIT (unless -E), the -e chunks, -l modules and -W in
 -- the order given, then the script, all in this one task.
 -- argv is the command line (argv[0] = "coil"), script the index of the
--- script in it (nil when there is none), actions a list of {"e", chunk} /
+-- script in it (0: standard input, with no script named; nil: none), actions a list of {"e", chunk} /
 -- {"l", "name" or "g=name"} / {"W"}, ignore_env true under -E.
 local core = require "coil"
 
@@ -54,7 +54,12 @@ return function(argv, script, actions, ignore_env)
     end
   end
 
-  if script then
+  if script == 0 then
+    -- no script on the command line: standard input, without arguments
+    local chunk, err = loadfile(nil)
+    if not chunk then return failed(err) end
+    return chunk()
+  elseif script then
     local path = argv[script]
     -- "-" is standard input, unless it comes after "--" (a file named "-")
     if path == "-" and argv[script - 1] ~= "--" then path = nil end

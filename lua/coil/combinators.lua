@@ -1,5 +1,6 @@
 --- Combinators (SPEC §4 "Time and combinators"): gather, wait, race,
--- timeout and call_later. coil.shield is in the C core.
+-- timeout, move_on_after and call_later. coil.shield is in the C core;
+-- coil.group is in group.lua, built on the cancel scopes below.
 --
 -- All of them watch tasks with task:on_done and suspend the caller with
 -- core._park; a watcher only wakes the caller while the call is still
@@ -10,6 +11,7 @@
 -- cleanup finished.
 local core = require "coil"
 local uv = require "luv"
+local clock = require "coil.clock"
 
 local error, pcall, pairs, select, type, tostring, rawequal, setmetatable, getmetatable =
   error, pcall, pairs, select, type, tostring, rawequal, setmetatable, getmetatable
@@ -18,11 +20,13 @@ local huge, ceil, min = math.huge, math.ceil, math.min
 
 local spawn, current, park, wake = core.spawn, core.current, core._park, core._wake
 local cancel_with, uncancel, withdraw = core._cancel, core._uncancel, core._withdraw
+local cancels = core._cancels
 local phase, is_cancelled = core._phase, core.is_cancelled
 local waitset, waitset_notify = core._waitset, core._waitset_notify
 local waitset_wait, waitset_state, waitset_close =
   core._waitset_wait, core._waitset_state, core._waitset_close
 local Cancelled, Timeout = core.Cancelled, core.Timeout
+local check_self = require("coil.sync").check_self
 
 local task_mt = debug.getregistry()["coil.task"]
 local methods = task_mt.__index
@@ -63,7 +67,10 @@ end
 --- Seconds to the whole milliseconds a uv timer takes, never early.
 local function to_ms(s) return min(ceil(s * 1000), 2 ^ 52) end
 
-local function new_timer(s, fn)
+--- A one-shot timer: fn() runs after s seconds, outside any task. On the
+-- virtual clock while virtual time is on (`what` names it in reports).
+local function new_timer(s, fn, what)
+  if clock.on then return clock.after(s, fn, what) end
   local timer = uv.new_timer()
   -- the loop's cached time may be stale (a long drain): count from now
   uv.update_time()
@@ -139,6 +146,8 @@ end
 
 -- Cancelling -----------------------------------------------------------------
 
+local stronger -- which of two cancellations to raise (cancel scopes, below)
+
 --- Cancels task with the error object err, or a new Cancelled.
 local function cancel(task, err)
   if err == nil then return c_cancel(task) end
@@ -193,8 +202,9 @@ local function own_until_done(ws, tasks, n, trigger)
         error(err, 0)
       end
       -- our own cancellation: pass it on, wait for the children's cleanup;
-      -- further ones until then collapse into this one
-      if own == nil then own = err end
+      -- further ones until then collapse into this one (a real one wins
+      -- over a deadline's)
+      own = stronger(current(), own, err)
     end
   end
   waitset_close(ws)
@@ -266,7 +276,7 @@ function M.wait(list, opts)
   if timeout ~= 0 then
     local timer = timeout and timeout < huge and new_timer(timeout, function()
       wake(me)
-    end)
+    end, "wait")
     ok, err = pcall(waitset_wait, ws, when)
     close_timer(timer)
   end
@@ -299,20 +309,20 @@ function M.race(...)
   return winner, result_of(tasks[winner])
 end
 
--- timeout ------------------------------------------------------------------
+-- Cancel scopes: timeout, move_on_after, a group's body ----------------------
 --
--- A timeout cancels its own task with an error object of its own, as a
--- *soft* cancellation (core._cancel(task, obj, true)), and recognises that
--- object when it comes back. The core lets a real cancellation that arrives
--- before delivery replace a soft one, so a real cancellation (task:cancel,
--- an owner's, the shutdown's) never turns into a Timeout. If the work ends
--- on its own before ours is delivered, ours is taken back (core._withdraw).
+-- A scope cancels its own task with an error object of its own, as a *soft*
+-- cancellation (core._cancel(task, obj, true)), and recognises that object
+-- when it comes back. The core lets a real cancellation that arrives before
+-- delivery replace a soft one, so a real cancellation (task:cancel, an
+-- owner's, the shutdown's) never turns into a Timeout. If the work ends on
+-- its own before ours is delivered, ours is taken back (core._withdraw).
 --
--- Per task we keep the stack of active timeouts (nested ones) and which
--- one's cancellation is pending: an outer deadline expiring while an inner
--- one's is pending would be absorbed by it, so it is marked `absorbed` and
--- raised as soon as the inner one comes back (or armed when the inner one
--- ends without it).
+-- Per task we keep the stack of active scopes (nested ones) and which one's
+-- cancellation is pending: an outer scope expiring while an inner one's is
+-- pending would be absorbed by it, so it is marked `absorbed` and raised as
+-- soon as the inner one comes back (or armed when the inner one ends
+-- without it).
 
 local states = setmetatable({}, { __mode = "k" }) -- task -> {top, pending}
 
@@ -322,8 +332,10 @@ local function arm(st, rec)
   cancel_with(rec.task, rec.obj, true)
 end
 
+--- Cancels the scope's work (soft), once; a no-op once the scope was left.
 local function expire(rec)
-  if rec.finished then return end
+  if rec.finished or rec.expired then return end
+  rec.expired = true
   local st = states[rec.task]
   if not st then return end
   if st.pending then
@@ -343,10 +355,28 @@ local function outermost_absorbed(st)
   return found
 end
 
-local function leave(me, st, rec, timer, s, ok, ...)
-  close_timer(timer)
+--- Opens a scope in task me whose cancellation raises obj.
+local function enter(me, obj)
+  local st = states[me]
+  if not st then
+    st = {}
+    states[me] = st
+  end
+  local rec = { task = me, prev = st.top, obj = obj, cancels = cancels(me) }
+  st.top = rec
+  return rec
+end
+
+--- Closes the scope rec once its work ended (ok, first: how pcall ended).
+-- @return true if the work ended by the scope's own cancellation (consumed
+--   here); false otherwise
+-- @raise an outer scope's object when that one expired meanwhile and ours
+--   came back: the outer scope consumes it
+local function leave(rec, ok, first)
+  local me = rec.task
+  local st = states[me]
   rec.finished = true
-  local mine = not ok and rawequal((...), rec.obj)
+  local mine = not ok and rawequal(first, rec.obj)
   if st.pending == rec then
     st.pending = nil
     -- the work ended on its own before ours was delivered: take it back
@@ -358,17 +388,48 @@ local function leave(me, st, rec, timer, s, ok, ...)
 
   if mine then
     if outer then
-      -- an outer deadline expired too: that level raises its Timeout (our
+      -- an outer scope expired too: that level gets the cancellation (our
       -- delivery is its to consume)
       outer.absorbed = false
       st.pending = outer
       error(outer.obj, 0)
     end
     uncancel(me) -- ours, consumed: not a swallowed cancellation
-    error(Timeout(s), 0)
+    if cancels(me) > rec.cancels then
+      -- the work caught a real cancellation and went on until ours came:
+      -- that one still cancels (asyncio's Task.cancelling rule)
+      error(Cancelled(), 0)
+    end
+    return true
   end
-
   if outer and st.pending == nil then arm(st, outer) end
+  return false
+end
+
+--- Of two cancellations that reached task me while it waits for its
+-- children (the first is kept so far), the one to raise: a real one
+-- (task:cancel, an owner's, the shutdown's) wins over a scope's own (soft)
+-- one delivered before it, which the scope would otherwise consume and so
+-- swallow the real one.
+function stronger(me, kept, new)
+  if kept == nil then return new end
+  if rawequal(kept, new) then return kept end
+  local st = states[me]
+  local r = st and st.top
+  while r do
+    if rawequal(r.obj, kept) then return new end
+    r = r.prev
+  end
+  return kept
+end
+
+M._enter, M._expire, M._leave, M._stronger = enter, expire, leave, stronger
+
+-- timeout ------------------------------------------------------------------
+
+local function after_timeout(rec, timer, s, ok, ...)
+  close_timer(timer)
+  if leave(rec, ok, (...)) then error(Timeout(s), 0) end
   if ok then return ... end
   error((...), 0)
 end
@@ -384,16 +445,36 @@ function M.timeout(s, fn, ...)
   end
   local me = need_task "timeout"
   if s == huge then return fn(...) end
-  local st = states[me]
-  if not st then
-    st = {}
-    states[me] = st
+  local rec = enter(me, Cancelled(("timeout after %g s"):format(s)))
+  local timer = new_timer(s, function() expire(rec) end, "timeout")
+  return after_timeout(rec, timer, s, pcall(fn, ...))
+end
+
+-- move_on_after ------------------------------------------------------------
+
+local function after_move_on(rec, timer, ok, ...)
+  close_timer(timer)
+  if leave(rec, ok, (...)) then return false end
+  if ok then return true, ... end
+  error((...), 0)
+end
+
+--- ⏳ coil.move_on_after(s, fn, ...): runs fn(...) in this task with a
+-- deadline that ends the work quietly (Trio's move_on_after).
+-- @return true, fn's results if it finished in time; false if it was
+--   cancelled at the deadline (its cleanup ran)
+-- @raise fn's own errors; Cancelled for a cancellation from outside (it
+--   never turns into `false`)
+function M.move_on_after(s, fn, ...)
+  check_seconds("move_on_after", s, 2)
+  if not is_callable(fn) then
+    error("coil: move_on_after expects a function, got " .. type(fn), 2)
   end
-  local rec = { task = me, prev = st.top,
-                obj = Cancelled(("timeout after %g s"):format(s)) }
-  st.top = rec
-  local timer = new_timer(s, function() expire(rec) end)
-  return leave(me, st, rec, timer, s, pcall(fn, ...))
+  local me = need_task "move_on_after"
+  if s == huge then return true, fn(...) end
+  local rec = enter(me, Cancelled(("moved on after %g s"):format(s)))
+  local timer = new_timer(s, function() expire(rec) end, "move_on_after")
+  return after_move_on(rec, timer, pcall(fn, ...))
 end
 
 -- call_later -----------------------------------------------------------------
@@ -402,6 +483,7 @@ local Later = { __name = "coil.call_later" }
 Later.__index = Later
 
 function Later:__tostring()
+  check_self(self, Later, "call_later:__tostring")
   return ("coil.call_later (%s)"):format(
     self._task and "started" or self._timer and "pending" or "cancelled")
 end
@@ -410,6 +492,7 @@ end
 -- @return true if this prevented it; false if it already started or was
 --   cancelled before
 function Later:cancel()
+  check_self(self, Later, "call_later:cancel")
   local timer = self._timer
   if not timer then return false end
   self._timer = nil
@@ -418,7 +501,10 @@ function Later:cancel()
 end
 
 --- @return the task running fn once it started, else nil
-function Later:task() return self._task end
+function Later:task()
+  check_self(self, Later, "call_later:task")
+  return self._task
+end
 
 --- coil.call_later(s, fn, ...) -> handle: runs fn(...) as a task after s
 -- seconds (unless handle:cancel() came first, or the shutdown reached its
@@ -441,12 +527,17 @@ function M.call_later(s, fn, ...)
     close_timer(timer)
     if shutting_down() then return end
     h._task = spawn(fn, unpack(args, 1, args.n))
-  end)
+  end, "call_later")
   h._timer = timer
   return h
 end
 
 core.gather, core.wait, core.race = M.gather, M.wait, M.race
 core.timeout, core.call_later = M.timeout, M.call_later
+core.move_on_after = M.move_on_after
+-- helpers group.lua shares
+M._need_task, M._is_callable, M._shutting_down = need_task, is_callable, shutting_down
+package.loaded["coil.combinators"] = M
+core.group = require("coil.group").group
 
 return M

@@ -8,7 +8,7 @@ local uv = require "luv"
 require "coil.await"
 
 local await, current, defer = core._await, core.current, core.defer
-local type, error, tostring = type, error, tostring
+local type, error, tostring, pcall = type, error, tostring, pcall
 local setmetatable, getmetatable, pairs = setmetatable, getmetatable, pairs
 local concat, sort = table.concat, table.sort
 local math_type = math.type
@@ -139,9 +139,37 @@ function File:write(data)
   return true
 end
 
+local SEEK = { set = true, cur = true, ["end"] = true }
+
+--- file:seek([whence [, offset]]) -> the new position, as Lua's file:seek:
+-- whence "set" (from the start), "cur" (from the position; the default) or
+-- "end", offset in bytes (default 0). `file:seek()` tells the position,
+-- `file:seek("end")` the size. Not ⏳: a seek never blocks.
+-- @return the position from the start of the file; nil, err on failure
+-- ("EINVAL: invalid argument" before the start)
+-- @raise on a bad whence or offset, or a closed file
+function File:seek(whence, offset)
+  if getmetatable(self) ~= File then
+    error("coil: file:seek expects a file (use file:seek(...))", 2)
+  end
+  if self.closed then error("coil: file:seek on a closed file", 2) end
+  whence = whence or "cur"
+  if not SEEK[whence] then
+    error('coil: file:seek: whence must be "set", "cur" or "end", got ' .. tostring(whence), 2)
+  end
+  if offset == nil then offset = 0
+  elseif math_type(offset) ~= "integer" then
+    error("coil: file:seek: offset must be an integer, got " .. tostring(offset), 2)
+  end
+  return core._lseek(self.fd, offset, whence)
+end
+
 --- Closes the file (at once; the fd itself once no request uses it). A
 -- second close does nothing.
 function File:close()
+  if getmetatable(self) ~= File then
+    error("coil: file:close expects a file (use file:close())", 2)
+  end
   if self.closed then return true end
   self.closed = true
   if self.owner then
@@ -272,5 +300,104 @@ function M.readdir(path)
   sort(names)
   return names, types
 end
+
+-- Watchers ------------------------------------------------------------------
+
+local Watcher = { __name = "coil.watcher" }
+Watcher.__index = Watcher
+
+function Watcher:__tostring()
+  return ("coil.watcher (%s%s)"):format(self.path, self.closed and ", closed" or "")
+end
+
+local ECANCELED = core._uv_error "ECANCELED"
+
+-- Events pile up until a task takes them: one "change" stands for many.
+local function on_event(self, err, name, events)
+  if err then
+    self.err = self.err or core._uv_error(err)
+  else
+    if events.change and not self.pending.change then
+      self.pending.change = true
+      self.order[#self.order + 1] = "change"
+    end
+    if events.rename and not self.pending.rename then
+      self.pending.rename = true
+      self.order[#self.order + 1] = "rename"
+    end
+    self.name = name
+  end
+  local waiter = self.waiter
+  if waiter then
+    self.waiter = nil
+    core._wake(waiter)
+  end
+end
+
+--- fs.watch(path) -> watcher, or nil, err: watches a file or a directory
+-- (libuv's fs events: inotify). The watcher keeps the process alive until
+-- watcher:close() or the shutdown.
+function M.watch(path)
+  check_string(path, "watch", "path")
+  local handle = uv.new_fs_event()
+  local self = setmetatable({ path = path, handle = handle, closed = false,
+                              pending = {}, order = {}, name = nil, waiter = nil }, Watcher)
+  local ok, err = handle:start(path, {}, function(e, name, events)
+    on_event(self, e, name, events)
+  end)
+  if not ok then
+    handle:close()
+    return nil, err
+  end
+  return self
+end
+
+local function check_watcher(self, what)
+  if getmetatable(self) ~= Watcher then
+    error("coil: watcher:" .. what .. " expects a watcher (use watcher:" .. what .. "())", 3)
+  end
+end
+
+--- watcher:wait() ⏳ -> events, name: the list of what happened since the
+-- last wait ("change", "rename", each once, in the order first seen) and
+-- the name of the file it concerns (for a directory, the entry's name).
+-- @return events, name; nil, err on failure; nil, "ECANCELED: …" once
+-- the watcher is closed
+-- @raise when another task waits on it already, or outside a task
+function Watcher:wait()
+  check_watcher(self, "wait")
+  local me = current()
+  if not me then error("coil: watcher:wait must be called from inside a task", 2) end
+  while #self.order == 0 do
+    if self.err then return nil, self.err end
+    if self.closed then return nil, ECANCELED end
+    if self.waiter then
+      error("coil: watcher:wait: another task is already waiting on this watcher", 2)
+    end
+    self.waiter = me
+    local ok, err = pcall(core._park)
+    if self.waiter == me then self.waiter = nil end
+    if not ok then error(err, 0) end
+  end
+  local events, name = self.order, self.name
+  self.order, self.pending, self.name = {}, {}, nil
+  return events, name
+end
+
+--- watcher:close(): stops watching; a task in wait() gets nil,
+-- "ECANCELED: operation canceled". Twice does nothing.
+function Watcher:close()
+  check_watcher(self, "close")
+  if self.closed then return true end
+  self.closed = true
+  if not self.handle:is_closing() then self.handle:close() end
+  local waiter = self.waiter
+  if waiter then
+    self.waiter = nil
+    core._wake(waiter)
+  end
+  return true
+end
+Watcher.__close = Watcher.close
 
 return M

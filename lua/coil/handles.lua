@@ -94,10 +94,20 @@ end
 --- Whether a handle the script opened is active and referenced: what keeps
 -- a runtime on a host's loop from being deadlocked (the host's own handles
 -- do not count).
+local last_busy -- the handle found busy last time: uv.run asks every turn
 function core._hooks.busy()
-  for handle in pairs(handles) do
+  local handle = last_busy
+  if handle then
     local ok, active = pcall(handle.is_active, handle)
     if ok and active and handle:has_ref() then return true end
+    last_busy = nil
+  end
+  for h in pairs(handles) do
+    local ok, active = pcall(h.is_active, h)
+    if ok and active and h:has_ref() then
+      last_busy = h
+      return true
+    end
   end
   return false
 end

@@ -27,7 +27,8 @@ end
 coil.await = require "coil.await"
 do
   local lazy = { fs = "coil.fs", net = "coil.net", process = "coil.process",
-                 io = "coil.io" }
+                 io = "coil.io", thread = "coil.thread",
+                 service = "coil.service" }
   local mt = getmetatable(coil) or {}
   local index = mt.__index
   mt.__index = function(t, key)
@@ -42,5 +43,8 @@ do
   end
   setmetatable(coil, mt)
 end
+
+-- Under a service manager, coil.service hooks the shutdown's first step.
+if os.getenv "NOTIFY_SOCKET" then require "coil.service" end
 
 return coil

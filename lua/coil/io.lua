@@ -26,8 +26,9 @@ Fd.__index = Fd
 
 function Fd:__tostring() return ("coil.fd (%d)"):format(self.fd) end
 
-local function new_fd(fd)
-  return setmetatable({ fd = fd, closing = false, reading = false, busy = false,
+local function new_fd(fd, readable)
+  return setmetatable({ fd = fd, readable = readable, closing = false,
+                        reading = false, busy = false,
                         on_read = nil, writes = {}, whead = 1, wtail = 0,
                         writing = false }, Fd)
 end
@@ -50,6 +51,7 @@ local function issue_read(self)
 end
 
 function Fd:read_start(cb)
+  if not self.readable then return nil, core._uv_error "EBADF" .. " (not readable)" end
   self.on_read, self.reading = cb, true
   if self.busy then return true end
   return issue_read(self)
@@ -125,8 +127,16 @@ local function make(fd, name)
     -- the standard streams last as long as the run: not the script's
     if handle then core._untrack(handle) end
   end
-  handle = handle or new_fd(fd)
-  local s = stream_mod.new(handle, name, false)
+  local s = stream_mod.new(handle or new_fd(fd, fd == 0), name, false)
+  if handle then
+    -- libuv made the descriptor non-blocking; a pipe's other readers (the
+    -- shell's next command) share that flag: give it back on close
+    s.close = function(self)
+      local ok, err = stream_mod.Stream.close(self)
+      core._fd_blocking(fd)
+      return ok, err
+    end
+  end
   open[name] = s
   return s
 end

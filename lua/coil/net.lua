@@ -8,6 +8,8 @@ local stream_mod = require "coil.stream"
 
 local await, uv_error = core._await, core._uv_error
 local current, spawn, defer = core.current, core.spawn, core.defer
+local park, wake = core._park, core._wake
+local ECANCELED = uv_error "ECANCELED"
 local type, error, pcall, tostring, ipairs, pairs =
   type, error, pcall, tostring, ipairs, pairs
 local setmetatable, getmetatable = setmetatable, getmetatable
@@ -36,16 +38,22 @@ local function check_host(host, what)
 end
 
 -- A literal address needs no resolver: "1.2.3.4", "::1", "[::1]".
+-- A valid dotted-quad IPv4 address needs no resolver; anything else (IPv6
+-- too: luv raises on an address it cannot parse) goes through getaddrinfo,
+-- which answers a bad one with nil, err.
 local function literal(host)
-  if host:match "^%d+%.%d+%.%d+%.%d+$" then return host end
-  local inner = host:match "^%[(.*)%]$" or host
-  if inner:find(":", 1, true) then return inner end
+  local a, b, c, d = host:match "^(%d+)%.(%d+)%.(%d+)%.(%d+)$"
+  if a and tonumber(a) < 256 and tonumber(b) < 256 and tonumber(c) < 256
+     and tonumber(d) < 256 then
+    return host
+  end
 end
 
 --- ⏳ The addresses of host, in the resolver's order, without repeats.
 local function resolve(host)
   local ip = literal(host)
   if ip then return { ip } end
+  host = host:match "^%[(.*)%]$" or host
   local err, res = await(nil, nil, uv.getaddrinfo, host, nil, { socktype = "stream" })
   if err then return nil, uv_error(err) end
   local list, seen = {}, {}
@@ -119,21 +127,38 @@ local function untrack(server) servers[server] = nil end
 
 -- A connection's task: the stream is closed after everything the handler
 -- left to run (its defers, its `<close>` variables) has run.
-local function finish(stream)
+-- Accepting ---------------------------------------------------------------
+--
+-- coil accepts by itself (a poll handle on the listening socket, accept4 in
+-- coil._accept) rather than through uv_listen: when the process runs out of
+-- file descriptors, libuv's listener accepts and closes the waiting
+-- connections with a descriptor it keeps in reserve, without telling
+-- anyone. coil instead stops polling: the connections wait in the kernel's
+-- queue, the server says so once, and it polls again when a connection of
+-- its own ends, or every RETRY_MS, whichever comes first.
+
+local RETRY_MS = 100
+local ACCEPT_BATCH = 64 -- per poll event: the loop's other work goes on
+
+local resume
+
+local function finish(stream, server)
   if not stream.closed then pcall(stream.drain, stream) end
   stream:close()
+  if server.paused then resume(server) end
 end
 
-local function serve(stream, handler)
-  defer(finish, stream)
+local function serve(stream, handler, server)
+  defer(finish, stream, server)
   return handler(stream)
 end
 
--- Running out of file descriptors is a state, not a failure: libuv's reserve
--- fd refuses the connections that arrive meanwhile (so the listener neither
--- spins nor dies), the server says so once, and says it again once it could
--- accept a connection again.
-local function out_of_fds(self, err)
+local function pause(self, err)
+  if not self.paused then
+    self.paused = true
+    self.poll:stop()
+    self.retry:start(RETRY_MS, 0, function() resume(self) end)
+  end
   if not self.starved then
     self.starved = true
     core._report(("%s: out of file descriptors (%s): pausing accepts until one is free")
@@ -141,38 +166,66 @@ local function out_of_fds(self, err)
   end
 end
 
-local function on_connection(self, err)
-  if self.closed then return end
-  if err then
-    err = uv_error(err)
-    if err:match "^E[MN]FILE" then return out_of_fds(self, err) end
-    core._report(("%s: accepting a connection failed: %s"):format(tostring(self), err))
-    return
+local function accept_ready(self)
+  for _ = 1, ACCEPT_BATCH do
+    if self.closed or self.paused then return end
+    local fd, err = core._accept(self.fd)
+    if not fd then
+      if err:match "^EAGAIN" or err:match "^EWOULDBLOCK" then return end
+      if err:match "^ECONNABORTED" or err:match "^EINTR" then goto continue end
+      if err:match "^E[MN]FILE" or err:match "^ENOBUFS" or err:match "^ENOMEM" then
+        return pause(self, err)
+      end
+      core._report(("%s: accepting a connection failed: %s"):format(tostring(self), err))
+      return
+    end
+    do
+      if self.starved then
+        self.starved = false
+        core._report(("%s: accepting again"):format(tostring(self)))
+      end
+      local client = self.new_client()
+      local ok, e = client:open(fd)
+      if not ok then
+        client:close()
+        core._close_fd(fd)
+        core._report(("%s: accepting a connection failed: %s"):format(tostring(self), e))
+        return
+      end
+      local name = self.peer_name(client)
+      spawn(serve, new_stream(client, name), self.handler, self):name(name)
+    end
+    ::continue::
   end
-  local client = self.new_client()
-  local ok, e = self.handle:accept(client)
-  if not ok then
-    client:close()
-    if tostring(e):match "^E[MN]FILE" then return out_of_fds(self, e) end
-    core._report(("%s: accepting a connection failed: %s"):format(tostring(self), e))
-    return
-  end
-  if self.starved then
-    self.starved = false
-    core._report(("%s: accepting again"):format(tostring(self)))
-  end
-  local name = self.peer_name(client)
-  spawn(serve, new_stream(client, name), self.handler):name(name)
+end
+
+function resume(self)
+  if not self.paused or self.closed then return end
+  self.paused = false
+  self.retry:stop()
+  self.poll:start("r", self.on_poll)
+  accept_ready(self)
 end
 
 local function tcp_peer(tcp) return address_name(tcp:getpeername()) end
 
+-- Makes a server of a bound socket handle: listens and starts accepting.
 local function new_server(handle, handler, name, backlog, new_client, peer_name)
-  local self = setmetatable({ handle = handle, handler = handler, closed = false,
-                              name = name, new_client = new_client,
-                              peer_name = peer_name }, Server)
-  local ok, err = handle:listen(backlog, function(status) on_connection(self, status) end)
+  local fd = handle:fileno()
+  local ok, err = core._listen(fd, backlog)
   if not ok then return nil, err end
+  local self = setmetatable({ handle = handle, handler = handler, closed = false,
+                              name = name, new_client = new_client, fd = fd,
+                              peer_name = peer_name, paused = false, starved = false,
+                              poll = uv.new_socket_poll(fd), retry = uv.new_timer() }, Server)
+  self.on_poll = function(e)
+    if e then
+      core._report(("%s: polling for connections failed: %s"):format(tostring(self), e))
+    else
+      accept_ready(self)
+    end
+  end
+  self.poll:start("r", self.on_poll)
   track(self)
   return self
 end
@@ -230,6 +283,12 @@ function M.listen(host, port, handler, opts)
     local ok, e = true, nil
     if opts.reuseport then ok, e = core._reuseport(tcp:fileno()) end
     if ok then ok, e = tcp:bind(ip, port) end
+    if ok then
+      -- libuv keeps an EADDRINUSE from bind for uv_listen, which coil does
+      -- not use: a socket left unbound has no port yet
+      local a = tcp:getsockname()
+      if not a or a.port == 0 then ok, e = nil, uv_error "EADDRINUSE" end
+    end
     local self
     if ok then
       self, e = new_server(tcp, handler, ip .. ":" .. port, opts.backlog or BACKLOG,
@@ -311,10 +370,213 @@ function Server:close()
   check_server(self, "close")
   if self.closed then return true end
   self.closed = true
-  if not self.handle:is_closing() then self.handle:close() end
+  -- the poll first: the socket's descriptor is closed with the handle
+  for _, h in ipairs { self.poll, self.retry, self.handle } do
+    if not h:is_closing() then h:close() end
+  end
   untrack(self)
+  -- a Unix domain socket's file goes with its server
+  if self.path then uv.fs_unlink(self.path) end
   return true
 end
 Server.__close = Server.close
+
+-- Unix domain sockets -----------------------------------------------------
+
+local function check_path(path, what)
+  if type(path) ~= "string" or path == "" then
+    error(("coil: net.%s: path must be a non-empty string, got %s")
+          :format(what, type(path) == "string" and '""' or type(path)), 3)
+  end
+end
+
+--- net.connect_unix(path) ⏳ -> stream, or nil, err: connects to a Unix
+-- domain stream socket ("ENOENT: no such file or directory",
+-- "ECONNREFUSED: connection refused" when nobody listens there).
+function M.connect_unix(path)
+  if not current() then error("coil: net.connect_unix must be called from inside a task", 2) end
+  check_path(path, "connect_unix")
+  local pipe = uv.new_pipe(false)
+  local closer = function() if not pipe:is_closing() then pipe:close() end end
+  local ok, e = pcall(await, nil, closer, pipe.connect, pipe, path)
+  if not ok then
+    closer()
+    error(e, 0)
+  end
+  if e ~= nil then
+    closer()
+    return nil, uv_error(e)
+  end
+  return new_stream(pipe, "unix:" .. path)
+end
+
+--- net.listen_unix(path, handler [, opts]) -> server, or nil, err: serves a
+-- Unix domain stream socket at path as net.listen serves TCP (each
+-- connection's task is named "unix:<path>#<n>"). The socket file is removed
+-- when the server closes (server:close() or the shutdown). A file already
+-- there gives "EADDRINUSE: address already in use". opts: `backlog`.
+-- @raise on a bad path, handler or option
+function M.listen_unix(path, handler, opts)
+  check_path(path, "listen_unix")
+  if type(handler) ~= "function" then
+    error("coil: net.listen_unix: handler must be a function, got " .. type(handler), 2)
+  end
+  opts = check_opts(opts, { backlog = "number" }, "listen_unix")
+  local pipe = uv.new_pipe(false)
+  local ok, err = pipe:bind(path)
+  if not ok then
+    pipe:close()
+    return nil, err
+  end
+  local name, n = "unix:" .. path, 0
+  local self
+  self, err = new_server(pipe, handler, name, opts.backlog or BACKLOG,
+                         function() return uv.new_pipe(false) end,
+                         function() n = n + 1 return name .. "#" .. n end)
+  if not self then
+    pipe:close()
+    uv.fs_unlink(path)
+    return nil, err
+  end
+  self.path = path
+  return self
+end
+
+-- UDP --------------------------------------------------------------------------
+
+local Udp = { __name = "coil.udp" }
+Udp.__index = Udp
+
+function Udp:__tostring()
+  return ("coil.udp (%s%s)"):format(self.name, self.closed and ", closed" or "")
+end
+
+local function check_udp(self, what)
+  if getmetatable(self) ~= Udp then
+    error("coil: udp:" .. what .. " expects a UDP socket (use udp:" .. what .. "(...))", 3)
+  end
+  if self.closed then error("coil: udp:" .. what .. " on a closed socket", 3) end
+end
+
+-- Receiving is on only while a task waits in recv(): datagrams that come
+-- meanwhile wait in the kernel's buffer.
+local function stop_receiving(self)
+  if self.receiving then
+    self.receiving = false
+    if not self.handle:is_closing() then self.handle:recv_stop() end
+  end
+end
+
+local function on_recv(self, err, data, addr)
+  if not err and data == nil then return end -- nothing more to read now
+  self.tail = self.tail + 1
+  self.inbox[self.tail] = err and { err = uv_error(err) } or { data, addr.ip, addr.port }
+  stop_receiving(self)
+  local receiver = self.receiver
+  if receiver then
+    self.receiver = nil
+    wake(receiver)
+  end
+end
+
+--- net.udp(host, port) ⏳ -> socket, or nil, err: a UDP socket bound to
+-- host:port (port 0: any free port; see socket:address()).
+function M.udp(host, port)
+  if not current() then error("coil: net.udp must be called from inside a task", 2) end
+  check_host(host, "udp")
+  check_port(port, "udp")
+  local addrs, err = resolve(host)
+  if not addrs then return nil, err end
+  for _, ip in ipairs(addrs) do
+    local udp = uv.new_udp(ip:find(":", 1, true) and "inet6" or "inet")
+    local ok, e = udp:bind(ip, port)
+    if ok then
+      local a = udp:getsockname()
+      local self = setmetatable({ handle = udp, name = address_name(a), closed = false,
+                                  inbox = {}, head = 1, tail = 0, receiver = nil,
+                                  receiving = false }, Udp)
+      self.on_recv = function(e2, data, addr) on_recv(self, e2, data, addr) end
+      return self
+    end
+    udp:close()
+    err = e
+  end
+  return nil, err
+end
+
+--- udp:send(data, host, port) ⏳ -> true, or nil, err: sends one datagram.
+function Udp:send(data, host, port)
+  check_udp(self, "send")
+  if type(data) ~= "string" then
+    error("coil: udp:send: data must be a string, got " .. type(data), 2)
+  end
+  check_host(host, "udp:send")
+  check_port(port, "udp:send")
+  local addrs, err = resolve(host)
+  if not addrs then return nil, err end
+  if self.closed then return nil, uv_error "EBADF" end
+  err = await(nil, false, self.handle.send, self.handle, data, addrs[1], port)
+  if err then return nil, uv_error(err) end
+  return true
+end
+
+--- udp:recv() ⏳ -> data, host, port of the next datagram; nil, err on
+-- failure ("ECANCELED: operation canceled" once the socket is closed).
+-- @raise when another task is receiving on it already
+function Udp:recv()
+  check_udp(self, "recv")
+  local me = current()
+  if not me then error("coil: udp:recv must be called from inside a task", 2) end
+  while self.head > self.tail do
+    if self.receiver then
+      error("coil: udp:recv: another task is already receiving on this socket", 2)
+    end
+    if self.closed then return nil, ECANCELED end
+    if not self.receiving then
+      local ok, err = self.handle:recv_start(self.on_recv)
+      if not ok then return nil, err end
+      self.receiving = true
+    end
+    self.receiver = me
+    local ok, err = pcall(park)
+    if self.receiver == me then self.receiver = nil end
+    if not ok then
+      stop_receiving(self)
+      error(err, 0)
+    end
+    if self.closed and self.head > self.tail then return nil, ECANCELED end
+  end
+  local item = self.inbox[self.head]
+  self.inbox[self.head] = nil
+  self.head = self.head + 1
+  if item.err then return nil, item.err end
+  return item[1], item[2], item[3]
+end
+
+--- udp:address() -> ip, port it is bound to.
+function Udp:address()
+  check_udp(self, "address")
+  local a = self.handle:getsockname()
+  return a.ip, a.port
+end
+
+--- udp:close(): closes at once; a task in recv() gets nil,
+-- "ECANCELED: operation canceled". Twice does nothing.
+function Udp:close()
+  if getmetatable(self) ~= Udp then
+    error("coil: udp:close expects a UDP socket (use udp:close())", 2)
+  end
+  if self.closed then return true end
+  self.closed = true
+  stop_receiving(self)
+  if not self.handle:is_closing() then self.handle:close() end
+  local receiver = self.receiver
+  if receiver then
+    self.receiver = nil
+    wake(receiver)
+  end
+  return true
+end
+Udp.__close = Udp.close
 
 return M

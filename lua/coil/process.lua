@@ -17,7 +17,6 @@ require "coil.await"
 require "coil.combinators"
 
 local uv_error, current = core._uv_error, core.current
-local coil_wait = function(list) return core.wait(list) end
 local fifo, wait_in, wake_first = sync.fifo, sync.wait_in, sync.wake_first
 local type, error, pcall, tostring, ipairs, pairs, next =
   type, error, pcall, tostring, ipairs, pairs, next
@@ -348,7 +347,7 @@ function M.run(cmd, args, opts)
     for _, name in ipairs(STDIO) do
       if child[name] then child[name]:close() end
     end
-    coil_wait(helpers)
+    core.wait(helpers) -- their cleanup is over before the error leaves
     error(err, 0)
   end
   return { status = status, signal = signal,

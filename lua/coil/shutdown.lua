@@ -10,6 +10,7 @@ local spawn, is_cancelled = core.spawn, core.is_cancelled
 local setmetatable, pcall, ipairs, pairs, tostring = setmetatable, pcall, ipairs, pairs, tostring
 local format, concat = string.format, table.concat
 
+local check_self = sync.check_self
 local stopping = sync.event()
 local shutdown_hooks = {}
 local intake_stoppers = {}
@@ -39,6 +40,7 @@ Hook.__index = Hook
 
 --- Removes the hook; a no-op once it ran or was removed.
 function Hook:remove()
+  check_self(self, Hook, "shutdown_hook:remove")
   for i = #shutdown_hooks, 1, -1 do
     if shutdown_hooks[i] == self then table.remove(shutdown_hooks, i) end
   end
@@ -81,6 +83,7 @@ end
 -- Signals --------------------------------------------------------------
 
 local handlers = {} -- name -> list of handles
+local watchers = {} -- name -> the luv signal handle watching it, if any
 
 local SignalHandle = { __name = "coil.signal_handle" }
 SignalHandle.__index = SignalHandle
@@ -88,6 +91,7 @@ SignalHandle.__index = SignalHandle
 --- Stops the handler; for SIGINT/SIGTERM/SIGHUP the default shutdown comes
 -- back once no handler is left.
 function SignalHandle:close()
+  check_self(self, SignalHandle, "signal_handle:close")
   local list = handlers[self.name]
   if not list then return end
   for i = #list, 1, -1 do
@@ -96,9 +100,10 @@ function SignalHandle:close()
   if #list == 0 then
     handlers[self.name] = nil
     core._override(self.name, false)
-    if self.uv_handle and not self.uv_handle:is_closing() then
-      self.uv_handle:close()
-    end
+    -- the watcher belongs to the name, not to the handle that opened it
+    local sig = watchers[self.name]
+    watchers[self.name] = nil
+    if sig and not sig:is_closing() then sig:close() end
   end
 end
 
@@ -130,7 +135,7 @@ function core.on_signal(name, fn)
       local sig = uv.new_signal()
       sig:start(name:lower(), function() dispatch(name) end)
       sig:unref()
-      handle.uv_handle = sig
+      watchers[name] = sig
     end
   end
   list[#list + 1] = handle

@@ -6,8 +6,11 @@
 -- the giver then hands the thing to the next waiter, or keeps it.
 local core = require "coil"
 
-local setmetatable, getmetatable, error, pcall, pairs, type, tostring =
-  setmetatable, getmetatable, error, pcall, pairs, type, tostring
+local setmetatable, error, pcall, type, tostring, rawget =
+  setmetatable, error, pcall, type, tostring, rawget
+-- the raw metatable: a table whose __metatable field imitates a coil
+-- object's must not pass for one
+local getmetatable = debug.getmetatable
 local huge, floor = math.huge, math.floor
 local current, park, wake = core.current, core._park, core._wake
 
@@ -18,6 +21,25 @@ local function need_task(what)
   if not me then error("coil: " .. what .. " must be called from inside a task", 3) end
   return me
 end
+
+--- The name a value goes by in messages: its metatable's __name, else its
+-- type.
+local function kind(v)
+  local mt = getmetatable(v)
+  local name = type(mt) == "table" and rawget(mt, "__name")
+  return type(name) == "string" and name or type(v)
+end
+
+--- Raises `coil: bad self to <what> (a <expected> expected, got <kind>)`
+-- unless v's metatable is mt: a method called with a dot, or on something
+-- else, gets a clear message instead of coil's internals.
+local function check_self(v, mt, what)
+  if getmetatable(v) ~= mt then
+    error(("coil: bad self to %s (a %s expected, got %s)")
+          :format(what, rawget(mt, "__name"), kind(v)), 3)
+  end
+end
+M.check_self = check_self
 
 -- FIFO wait lists -------------------------------------------------------
 
@@ -80,11 +102,13 @@ Event.__index = Event
 Event.__name = "coil.event"
 
 function Event:__tostring()
+  check_self(self, Event, "event:__tostring")
   return ("coil.event (%s)"):format(self._set and "set" or "clear")
 end
 
 --- Sets the event: every waiter wakes; later waits return at once.
 function Event:set()
+  check_self(self, Event, "event:set")
   if self._set then return end
   self._set = true
   local q = self._waiters
@@ -92,15 +116,22 @@ function Event:set()
 end
 
 --- Clears the event: later waits block until the next set.
-function Event:clear() self._set = false end
+function Event:clear()
+  check_self(self, Event, "event:clear")
+  self._set = false
+end
 
 --- @return boolean whether the event is set
-function Event:is_set() return self._set end
+function Event:is_set()
+  check_self(self, Event, "event:is_set")
+  return self._set
+end
 
 --- ⏳ Waits until the event is set.
 -- @return true
 -- @raise Cancelled if the task is cancelled while it waits
 function Event:wait()
+  check_self(self, Event, "event:wait")
   local me = need_task "event:wait"
   if self._set then return true end
   wait_in(self._waiters, me)
@@ -123,6 +154,7 @@ Queue.__index = Queue
 Queue.__name = "coil.queue"
 
 function Queue:__tostring()
+  check_self(self, Queue, "queue:__tostring")
   return ("coil.queue (%d item(s)%s%s)"):format(
     self._tail - self._head + 1,
     self._max < huge and ", max " .. self._max or "",
@@ -162,6 +194,7 @@ end
 --   Cancelled if the task is cancelled while it waits (the item is then not
 --   in the queue)
 function Queue:put(item)
+  check_self(self, Queue, "queue:put")
   local me = need_task "queue:put"
   if item == nil then error("coil: queue:put: the item must not be nil", 2) end
   if self._closed then closed_error "put" end
@@ -178,6 +211,7 @@ end
 -- @return true, or false when the queue is full
 -- @raise "coil: try_put on a closed queue"
 function Queue:try_put(item)
+  check_self(self, Queue, "queue:try_put")
   if item == nil then error("coil: queue:try_put: the item must not be nil", 2) end
   if self._closed then closed_error "try_put" end
   if wake_first(self._getters, item) then return true end
@@ -192,6 +226,7 @@ end
 -- @return the item; or nil, "closed" once the queue is closed and empty
 -- @raise Cancelled if the task is cancelled while it waits (no item is lost)
 function Queue:get()
+  check_self(self, Queue, "queue:get")
   local me = need_task "queue:get"
   if self._tail >= self._head then return take(self) end
   if self._closed then return nil, "closed" end
@@ -201,20 +236,28 @@ end
 --- Takes the oldest item without waiting.
 -- @return the item; or nil, "empty"; or nil, "closed" (closed and empty)
 function Queue:try_get()
+  check_self(self, Queue, "queue:try_get")
   if self._tail >= self._head then return take(self) end
   return nil, self._closed and "closed" or "empty"
 end
 
 --- @return the number of items in the queue (putters still waiting with
 -- theirs not counted)
-function Queue:size() return self._tail - self._head + 1 end
+function Queue:size()
+  check_self(self, Queue, "queue:size")
+  return self._tail - self._head + 1
+end
 
 --- @return whether close was called
-function Queue:is_closed() return self._closed end
+function Queue:is_closed()
+  check_self(self, Queue, "queue:is_closed")
+  return self._closed
+end
 
 --- Closes the queue: no put succeeds any more (a waiting putter raises),
 -- gets drain what is left and then return nil, "closed". Idempotent.
 function Queue:close()
+  check_self(self, Queue, "queue:close")
   if self._closed then return end
   self._closed = true
   while wake_first(self._getters, nil, "closed") do end
@@ -238,76 +281,93 @@ end
 
 -- Semaphores and locks -----------------------------------------------------
 
-local Semaphore = {}
-Semaphore.__index = Semaphore
-Semaphore.__name = "coil.semaphore"
-
-function Semaphore:__tostring()
-  return ("coil.semaphore (%d of %d free, %d waiting)"):format(
-    self._value, self._n, waiting(self._waiters))
-end
-
---- ⏳ Takes a permit, waiting (FIFO) while none is free.
--- @return true
--- @raise Cancelled if the task is cancelled while it waits (no permit is
---   taken then)
-function Semaphore:acquire()
-  local me = need_task(self._what .. ":acquire")
-  local v = self._value
-  if v > 0 then
-    self._value = v - 1
-    return true
-  end
-  -- woken with true: a releaser handed its permit straight to this task
-  wait_in(self._waiters, me)
-  return true
-end
-
---- Takes a permit if one is free, without waiting.
--- @return true, or false when none is free
-function Semaphore:try_acquire()
-  local v = self._value
-  if v > 0 then
-    self._value = v - 1
-    return true
-  end
-  return false
-end
-
---- Gives a permit back: to the first task still waiting, else to the pool.
--- @raise if there is no permit out to give back
-function Semaphore:release()
-  if self._value >= self._n then
-    error(self._what == "lock"
-          and "coil: lock:release() on a lock that is not held"
-          or ("coil: semaphore:release() without a matching acquire "
-              .. "(all %d permit(s) are already free)"):format(self._n), 2)
-  end
-  if wake_first(self._waiters, true) then return end
-  self._value = self._value + 1
-end
-
---- ⏳ Runs fn(...) holding a permit; the permit is given back however fn
--- ends (returned, raised, cancelled, closed by force).
--- @return fn's results
-function Semaphore:with(fn, ...)
-  if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
-    error("coil: " .. self._what .. ":with expects a function, got " .. type(fn), 2)
-  end
-  self:acquire()
-  local guard <close> = self._guard
-  return fn(...)
-end
-
---- Free permits.
-function Semaphore:value() return self._value end
-
 local Guard = { __close = function(g) g.sem:release() end }
 
-local function new_semaphore(n, mt, what)
-  local s = setmetatable({ _value = n, _n = n, _waiters = fifo(), _what = what }, mt)
+--- Fills mt with the methods of a semaphore (what = "semaphore") or a lock
+-- (what = "lock"): the same code, each set checking its own self.
+local function semaphore_methods(mt, what)
+  local function name(method) return what .. ":" .. method end
+  local n_acquire, n_try, n_release, n_with, n_value =
+    name "acquire", name "try_acquire", name "release", name "with", name "value"
+
+  --- ⏳ Takes a permit, waiting (FIFO) while none is free.
+  -- @return true
+  -- @raise Cancelled if the task is cancelled while it waits (no permit is
+  --   taken then)
+  function mt:acquire()
+    check_self(self, mt, n_acquire)
+    local me = need_task(n_acquire)
+    local v = self._value
+    if v > 0 then
+      self._value = v - 1
+      return true
+    end
+    -- woken with true: a releaser handed its permit straight to this task
+    wait_in(self._waiters, me)
+    return true
+  end
+
+  --- Takes a permit if one is free, without waiting.
+  -- @return true, or false when none is free
+  function mt:try_acquire()
+    check_self(self, mt, n_try)
+    local v = self._value
+    if v > 0 then
+      self._value = v - 1
+      return true
+    end
+    return false
+  end
+
+  --- Gives a permit back: to the first task still waiting, else to the pool.
+  -- @raise if there is no permit out to give back
+  function mt:release()
+    check_self(self, mt, n_release)
+    if self._value >= self._n then
+      error(what == "lock"
+            and "coil: lock:release() on a lock that is not held"
+            or ("coil: semaphore:release() without a matching acquire "
+                .. "(all %d permit(s) are already free)"):format(self._n), 2)
+    end
+    if wake_first(self._waiters, true) then return end
+    self._value = self._value + 1
+  end
+
+  --- ⏳ Runs fn(...) holding a permit; the permit is given back however fn
+  -- ends (returned, raised, cancelled, closed by force).
+  -- @return fn's results
+  function mt:with(fn, ...)
+    check_self(self, mt, n_with)
+    local fmt = getmetatable(fn)
+    if type(fn) ~= "function" and not (type(fmt) == "table" and rawget(fmt, "__call")) then
+      error("coil: " .. n_with .. " expects a function, got " .. type(fn), 2)
+    end
+    self:acquire()
+    local guard <close> = self._guard
+    return fn(...)
+  end
+
+  --- Free permits.
+  function mt:value()
+    check_self(self, mt, n_value)
+    return self._value
+  end
+end
+
+local function new_semaphore(n, mt)
+  local s = setmetatable({ _value = n, _n = n, _waiters = fifo() }, mt)
   s._guard = setmetatable({ sem = s }, Guard)
   return s
+end
+
+local Semaphore = { __name = "coil.semaphore" }
+Semaphore.__index = Semaphore
+semaphore_methods(Semaphore, "semaphore")
+
+function Semaphore:__tostring()
+  check_self(self, Semaphore, "semaphore:__tostring")
+  return ("coil.semaphore (%d of %d free, %d waiting)"):format(
+    self._value, self._n, waiting(self._waiters))
 end
 
 --- coil.semaphore(n) -> a semaphore with n permits (a non-negative integer).
@@ -315,24 +375,27 @@ function M.semaphore(n)
   if type(n) ~= "number" or n ~= n or n < 0 or n ~= floor(n) or n == huge then
     error("coil: semaphore: n must be a non-negative integer, got " .. tostring(n), 2)
   end
-  return new_semaphore(n, Semaphore, "semaphore")
+  return new_semaphore(n, Semaphore)
 end
 
-local Lock = {}
-for k, v in pairs(Semaphore) do Lock[k] = v end
+local Lock = { __name = "coil.lock" }
 Lock.__index = Lock
-Lock.__name = "coil.lock"
+semaphore_methods(Lock, "lock")
 
 function Lock:__tostring()
+  check_self(self, Lock, "lock:__tostring")
   return ("coil.lock (%s, %d waiting)"):format(
     self._value == 0 and "held" or "free", waiting(self._waiters))
 end
 
 --- @return whether the lock is held
-function Lock:locked() return self._value == 0 end
+function Lock:locked()
+  check_self(self, Lock, "lock:locked")
+  return self._value == 0
+end
 
 --- coil.lock() -> a lock: a semaphore of one permit.
-function M.lock() return new_semaphore(1, Lock, "lock") end
+function M.lock() return new_semaphore(1, Lock) end
 
 core.event, core.queue, core.semaphore, core.lock = M.event, M.queue, M.semaphore, M.lock
 
