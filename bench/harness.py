@@ -5,10 +5,10 @@ SIGINT to exit for W4. W5 is a server: the harness waits for its
 `READY <port>`, drives it with bench/c/echo_load.c for a fixed time and
 reports requests per second. Each table has a floor row: bare Lua
 coroutines doing the same work (bench/floor/). Each program is started by
-bench/build/launch (bench/c/launch.c), which times it and reports its ru_maxrss from wait4(). Runs are
-interleaved round-robin (each round runs every workload for every peer, in
-an order rotated from round to round) so that drift in the machine hits all
-peers alike. Each program prints one line that is checked exactly; a wrong
+bench/build/launch (bench/c/launch.c), which times it and reports its
+ru_maxrss from wait4(). Runs are interleaved round-robin (each round runs
+every workload for every peer, in an order rotated from round to round) so
+that drift in the machine hits all peers alike. Each program prints one line that is checked exactly; a wrong
 line, a crash or a time-out is a failure, never a number.
 
 See docs/performance.md for what each workload does and how to read the
