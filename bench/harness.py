@@ -1090,7 +1090,14 @@ def main(argv):
     # Results: latest.json keeps the last main run and the last scale run.
     os.makedirs(RESULTS, exist_ok=True)
     data = load_previous()
-    section = "scale" if args.scale else "main"
+    # A run of some workloads only (--only) keeps its own section, so that it
+    # never replaces the tables of a full run.
+    if args.scale:
+        section = "scale"
+    elif set(ws) == set(WORKLOADS):
+        section = "main"
+    else:
+        section = "only-" + "-".join(ws)
     data[section] = dict(machine=m, versions=versions, skipped=skipped, runs=runs,
                          cases=cases, markdown=body, records=records,
                          argv=["bench/run"] + argv)
@@ -1098,7 +1105,10 @@ def main(argv):
         json.dump(data, f, indent=1)
     doc = ["# Benchmark results", "",
            "Written by `bench/run`; see docs/performance.md for what is measured.", ""]
-    for sec, title in (("main", "Workloads"), ("scale", "Scaling")):
+    parts = ([("main", "Workloads")]
+             + [(k, "Workloads " + k[5:].replace("-", ", ")) for k in sorted(data) if k.startswith("only-")]
+             + [("scale", "Scaling")])
+    for sec, title in parts:
         if sec in data:
             d = data[sec]
             doc += [f"## {title} (`{' '.join(d.get('argv', ['bench/run']))}`)", "",
