@@ -1,4 +1,5 @@
 local coil = require "coil"
+local coil_core = require "coil.core"
 local uv = require "luv"
 
 -- Opens a FIFO for reading and writing (O_RDWR never blocks on Linux), so a
@@ -27,7 +28,7 @@ describe("coil.await", function()
     err, st = coil.await(uv.fs_stat, dir .. "/missing")
     assert.matches("^ENOENT: no such file or directory", err)
     assert.is_nil(st)
-    assert.equal(0, coil._requests())
+    assert.equal(0, coil_core.requests())
   end)
 
   it("returns the error at once when the call fails before starting", function()
@@ -36,7 +37,7 @@ describe("coil.await", function()
     tcp:close()
     assert.equal("EBADF: bad file descriptor", err)
     assert.equal("EBADF", name)
-    assert.equal(0, coil._requests())
+    assert.equal(0, coil_core.requests())
   end)
 
   it("works for handle methods and getaddrinfo", function()
@@ -52,7 +53,7 @@ describe("coil.await", function()
     assert.is_true(coil.now() - t0 >= 0.015)
     coil.sleep(0.03) -- the repeats come and are ignored
     timer:close()
-    assert.equal(0, coil._requests())
+    assert.equal(0, coil_core.requests())
   end)
 
   it("raises on programming mistakes", function()
@@ -79,13 +80,13 @@ describe("coil.await", function()
     coil.sleep(0.05)
     local task = coil.spawn(coil.await, uv.fs_stat, dir)
     coil.sleep(0.01)
-    assert.equal(1, coil._requests())
+    assert.equal(1, coil_core.requests())
     task:cancel()
     local ok, err = pcall(task.await, task)
     assert.is_false(ok)
     assert.is_true(coil.is_cancelled(err))
     -- uv_cancel made libuv call back with ECANCELED at once
-    assert.is_true(wait_until(function() return coil._requests() == 0 end))
+    assert.is_true(wait_until(function() return coil_core.requests() == 0 end))
     for i = 1, size do uv.fs_write(fds[i], "x", -1) end
     assert.is_true(wait_until(function() return done == size end))
     for i = 1, size do uv.fs_close(fds[i]) end
@@ -106,9 +107,9 @@ describe("coil.await", function()
     coil.sleep(0.05) -- the read is running in a thread: uv_cancel cannot stop it
     task:cancel()
     coil.sleep(0.02)
-    assert.equal(1, coil._requests())
+    assert.equal(1, coil_core.requests())
     uv.fs_write(fd, "late", -1)
-    assert.is_true(wait_until(function() return coil._requests() == 0 end))
+    assert.is_true(wait_until(function() return coil_core.requests() == 0 end))
     local ok, err = pcall(task.await, task)
     assert.is_false(ok)
     assert.is_true(coil.is_cancelled(err))

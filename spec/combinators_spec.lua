@@ -1,19 +1,12 @@
 -- Combinators (SPEC §4 "Time and combinators"): gather, wait, race, timeout,
 -- shield, call_later. Every `it` runs inside coil's main task.
 local coil = require "coil"
+local coil_core = require "coil.core"
+local util = require "spec.support.util"
+local turns = util.turns
+local error_of = util.error_of
 local uv = require "luv"
 local proc = require "spec.support.proc"
-
-local function turns(n)
-  for _ = 1, n or 1 do coil.sleep(0) end
-end
-
--- Runs fn and returns the error it raises (fails if it does not raise).
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error")
-  return err
-end
 
 -- A task that sleeps s, then returns v; its cleanup (which awaits) is logged.
 local function worker(log, name, s, v)
@@ -459,8 +452,8 @@ describe("coil.timeout", function()
     -- first: the work returns, and the timeout's cancellation (not yet
     -- delivered) is taken back so no later await sees it
     local me = coil.current()
-    after(30, function() coil._wake(me, "woken") end)
-    local v = coil.timeout(0.03, coil._park)
+    after(30, function() coil_core.wake(me, "woken") end)
+    local v = coil.timeout(0.03, coil_core.park)
     assert.equal("woken", v)
     coil.sleep(0.01) -- raises if a cancellation were left over
   end)

@@ -1,5 +1,6 @@
 -- Transparent coroutines (SPEC §7): awaiting inside user coroutines.
 local coil = require "coil"
+local coil_core = require "coil.core"
 local proc = require "spec.support.proc"
 
 describe("a coroutine inside a task", function()
@@ -224,7 +225,7 @@ describe("a coroutine a task waits in", function()
 
   it("is where the task's traceback points", function()
     local co, t = parked()
-    local tb = coil._traceback(t)
+    local tb = coil_core.traceback(t)
     assert.matches("compat_coroutine_spec.lua:" .. debug.getinfo(parked).linedefined + 2, tb)
     assert.matches("coroutine.resume", tb)
     t:cancel()

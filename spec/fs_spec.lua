@@ -1,4 +1,5 @@
 local coil = require "coil"
+local coil_core = require "coil.core"
 local uv = require "luv"
 local fs = coil.fs
 
@@ -175,7 +176,7 @@ describe("coil.fs", function()
         return f:read() -- blocks a threadpool thread: nothing was written
       end)
       coil.sleep(0.05)
-      assert.equal(1, coil._requests())
+      assert.equal(1, coil_core.requests())
       task:cancel()
       assert.is_false(pcall(task.await, task))
       -- the file is closed, but its fd only once the read gives it back
@@ -183,7 +184,7 @@ describe("coil.fs", function()
       local writer = assert(uv.fs_open(fifo, "w", 438))
       uv.fs_write(writer, "late", -1)
       uv.fs_close(writer)
-      assert.is_true(wait_until(function() return coil._requests() == 0 end))
+      assert.is_true(wait_until(function() return coil_core.requests() == 0 end))
       assert.equal(before, open_fds())
     end)
 
@@ -195,9 +196,9 @@ describe("coil.fs", function()
       coil.sleep(0.05)
       task:cancel()
       assert.is_false(pcall(task.await, task))
-      assert.equal(1, coil._requests())
+      assert.equal(1, coil_core.requests())
       local writer = assert(uv.fs_open(fifo, "w", 438)) -- the open completes
-      assert.is_true(wait_until(function() return coil._requests() == 0 end))
+      assert.is_true(wait_until(function() return coil_core.requests() == 0 end))
       uv.fs_close(writer)
       assert.equal(before, open_fds())
     end)

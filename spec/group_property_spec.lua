@@ -12,16 +12,14 @@
 -- in the order they failed), Cancelled only when cancelled from outside
 -- with no error, nothing after g:cancel(); no task is left.
 local coil = require "coil"
+local util = require "spec.support.util"
+local turns = util.turns
 
 local RUNS = tonumber(os.getenv("COIL_PROP_RUNS")) or 400
 local FIXED = tonumber(os.getenv("COIL_SEED"))
 local BASE = FIXED or (os.time() % 100000) * 1000
 
 local random = math.random
-
-local function turns(n)
-  for _ = 1, n or 1 do coil.sleep(0) end
-end
 
 local function for_seeds(check)
   local runs = FIXED and 1 or RUNS

@@ -1,18 +1,10 @@
 -- coil.group (SPEC §4): task groups. Every `it` runs inside coil's main task.
 local coil = require "coil"
+local util = require "spec.support.util"
+local turns = util.turns
+local error_of = util.error_of
 local uv = require "luv"
 local proc = require "spec.support.proc"
-
-local function turns(n)
-  for _ = 1, n or 1 do coil.sleep(0) end
-end
-
--- Runs fn and returns the error it raises (fails if it does not raise).
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error")
-  return err
-end
 
 -- A child body: sleeps s, logs, returns v; its cleanup awaits, then logs.
 local function worker(log, name, s, v)

@@ -3,6 +3,7 @@
 -- libuv handle the test opened is still open. A leak fails the test with the
 -- leaked things named, and is cleaned up so the next test starts clean.
 local coil = require "coil"
+local coil_core = require "coil.core"
 local busted = require "busted"
 
 local function leftovers()
@@ -14,7 +15,7 @@ local function leftovers()
       task:cancel("leaked by a test")
     end
   end
-  for _, handle in ipairs(coil._open_handles()) do
+  for _, handle in ipairs(coil_core.open_handles()) do
     problems[#problems + 1] = tostring(handle) .. " still open"
     handle:close()
   end

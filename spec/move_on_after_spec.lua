@@ -1,17 +1,11 @@
 -- coil.move_on_after (SPEC §4): a deadline that ends the work quietly.
 -- Every `it` runs inside coil's main task.
 local coil = require "coil"
+local coil_core = require "coil.core"
+local util = require "spec.support.util"
+local turns = util.turns
+local error_of = util.error_of
 local uv = require "luv"
-
-local function turns(n)
-  for _ = 1, n or 1 do coil.sleep(0) end
-end
-
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error")
-  return err
-end
 
 local function after(ms, fn)
   local t = uv.new_timer()
@@ -76,8 +70,8 @@ describe("coil.move_on_after", function()
 
   it("lets the work finish in the very turn of the deadline", function()
     local me = coil.current()
-    after(30, function() coil._wake(me, "woken") end)
-    assert.same({ true, "woken" }, { coil.move_on_after(0.03, coil._park) })
+    after(30, function() coil_core.wake(me, "woken") end)
+    assert.same({ true, "woken" }, { coil.move_on_after(0.03, coil_core.park) })
     coil.sleep(0.01) -- raises if a cancellation were left over
   end)
 

@@ -1,4 +1,5 @@
 local coil = require "coil"
+local coil_core = require "coil.core"
 local uv = require "luv"
 local net = coil.net
 
@@ -253,7 +254,7 @@ describe("coil.net", function()
   describe("cancelling a task blocked in I/O leaves nothing behind", function()
     local function settled(baseline)
       return wait_until(function()
-        return #coil._open_handles() == baseline and coil._requests() == 0
+        return #coil_core.open_handles() == baseline and coil_core.requests() == 0
       end)
     end
 
@@ -278,7 +279,7 @@ describe("coil.net", function()
     it("in write, when the peer does not read", function()
       local stop = coil.event()
       with_echo_server(function(_, port)
-        local baseline = #coil._open_handles()
+        local baseline = #coil_core.open_handles()
         local c = assert(net.connect("127.0.0.1", port))
         local big = ("x"):rep(1024 * 1024)
         local task = coil.spawn(function() while true do assert(c:write(big)) end end)
@@ -306,7 +307,7 @@ describe("coil.net", function()
         tcp:connect("127.0.0.1", port, function() connected = connected + 1 end)
       until not wait_until(function() return connected == #fillers end, 0.05)
         or #fillers == 16
-      local baseline = #coil._open_handles()
+      local baseline = #coil_core.open_handles()
       local task = coil.spawn(net.connect, "127.0.0.1", port)
       coil.sleep(0.1)
       local blocked = not task:done()
@@ -320,7 +321,7 @@ describe("coil.net", function()
     end)
 
     it("in connect, while the name is being resolved", function()
-      local baseline = #coil._open_handles()
+      local baseline = #coil_core.open_handles()
       local task = coil.spawn(net.connect, "localhost", 9)
       task:cancel()
       pcall(task.await, task)

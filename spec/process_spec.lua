@@ -1,4 +1,5 @@
 local coil = require "coil"
+local coil_core = require "coil.core"
 local uv = require "luv"
 local process = coil.process
 local alive = require("spec.support.proc").alive
@@ -107,7 +108,7 @@ describe("coil.process", function()
       assert.is_false(pcall(task.await, task))
       assert.is_false(alive(p.pid))
       assert.same({ 0, 15 }, { p:wait() })
-      assert.is_true(wait_until(function() return #coil._open_handles() == 0 end))
+      assert.is_true(wait_until(function() return #coil_core.open_handles() == 0 end))
     end)
 
     it("a read of its stdout leaves the pipe idle", function()
@@ -120,7 +121,7 @@ describe("coil.process", function()
       p:kill()
       p:wait()
       p.stdout:close()
-      assert.is_true(wait_until(function() return #coil._open_handles() == 0 end))
+      assert.is_true(wait_until(function() return #coil_core.open_handles() == 0 end))
     end)
   end)
 

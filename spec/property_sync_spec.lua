@@ -7,16 +7,14 @@
 --
 -- A failure names its seed: "seed 1234: ... (replay with COIL_SEED=1234)".
 local coil = require "coil"
+local util = require "spec.support.util"
+local turns = util.turns
 
 local RUNS = tonumber(os.getenv("COIL_PROP_RUNS")) or 2000
 local FIXED = tonumber(os.getenv("COIL_SEED"))
 local BASE = FIXED or (os.time() % 100000) * 1000
 
 local random = math.random
-
-local function turns(n)
-  for _ = 1, n or 1 do coil.sleep(0) end
-end
 
 -- Runs check(seed) for every seed; a failure is re-raised naming its seed.
 local function for_seeds(check)

@@ -101,6 +101,13 @@ session closed
     assert.is_true(r.after_signal < 5)
   end)
 
+  it("finishes handles Lua code left open or closing before the Lua state closes", function()
+    local r = proc.coil({ fixture "sd_untracked_handles" }):wait(20)
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("done\nclosed cb\n", r.stdout)
+    assert.equal("", r.stderr)
+  end)
+
   it("announces the signal even when a busy task swallows every Cancelled", function()
     local r = interrupt({ "-e", [[
       print("ready") io.stdout:flush()

@@ -1,17 +1,10 @@
 -- Synchronisation (SPEC §4 "Synchronisation"): event, queue, semaphore,
 -- lock. FIFO service, and a cancelled waiter leaves no trace.
 local coil = require "coil"
+local util = require "spec.support.util"
+local turns = util.turns
+local error_of = util.error_of
 local uv = require "luv"
-
-local function turns(n)
-  for _ = 1, n or 1 do coil.sleep(0) end
-end
-
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error")
-  return err
-end
 
 -- The error fn raises when called outside any task (from a luv callback).
 local function error_outside(fn, ...)

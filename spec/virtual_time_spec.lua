@@ -4,6 +4,8 @@
 -- a second, and the same scenarios give the same order of events on the
 -- virtual clock as in real time at a small scale.
 local coil = require "coil"
+local util = require "spec.support.util"
+local error_of = util.error_of
 local uv = require "luv"
 local async = require "coil.busted"
 local clock = require "coil.clock"
@@ -70,12 +72,6 @@ local function result(mode)
   end
   results[mode] = { run = r, tests = tests }
   return results[mode]
-end
-
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error")
-  return err
 end
 
 -- async with virtual time

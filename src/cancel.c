@@ -109,7 +109,7 @@ int coil__task_cancel(lua_State *L) {
   return 1;
 }
 
-/* coil._uncancel(task): the caller consumed a Cancelled it asked for itself
+/* core.uncancel(task): the caller consumed a Cancelled it asked for itself
  * (a timeout): one delivery less to warn about (asyncio's Task.uncancel). */
 static int l_uncancel(lua_State *L) {
   coil_task *t = coil__check_task(L, 1);
@@ -117,15 +117,15 @@ static int l_uncancel(lua_State *L) {
   return 0;
 }
 
-/* coil._cancels(task) -> n: the Cancelled delivered to it, less
- * coil._uncancel (asyncio's Task.cancelling): a scope that consumed its own
+/* core.cancels(task) -> n: the Cancelled delivered to it, less
+ * core.uncancel (asyncio's Task.cancelling): a scope that consumed its own
  * tells from it that its work swallowed another one. */
 static int l_cancels(lua_State *L) {
   lua_pushinteger(L, coil__check_task(L, 1)->cancels);
   return 1;
 }
 
-/* coil._withdraw(err) -> bool: the running task takes back its pending soft
+/* core.withdraw(err) -> bool: the running task takes back its pending soft
  * cancellation err (a timeout whose work ended before it was delivered). */
 static int l_withdraw(lua_State *L) {
   coil_task *t = RT_UP(L)->current;
@@ -144,7 +144,7 @@ static int l_withdraw(lua_State *L) {
   return 1;
 }
 
-/* coil._cancel(task, err[, soft]) -> bool: cancel with a given error object;
+/* core.cancel(task, err[, soft]) -> bool: cancel with a given error object;
  * a soft one (a timeout's) is replaced by a real one arriving before it is
  * delivered. */
 static int l_cancel_with(lua_State *L) {
@@ -155,10 +155,10 @@ static int l_cancel_with(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg cancel_funcs[] = {{"_uncancel", l_uncancel},
-                                        {"_cancels", l_cancels},
-                                        {"_withdraw", l_withdraw},
-                                        {"_cancel", l_cancel_with},
+static const luaL_Reg cancel_funcs[] = {{"uncancel", l_uncancel},
+                                        {"cancels", l_cancels},
+                                        {"withdraw", l_withdraw},
+                                        {"cancel", l_cancel_with},
                                         {NULL, NULL}};
 
 static const luaL_Reg cancel_methods[] = {{"cancel", coil__task_cancel},

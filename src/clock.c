@@ -48,7 +48,7 @@ static void virtual_check(uv_check_t *h) {
   }
 }
 
-/* coil._virtual_clock(clock | nil): turns virtual time on (clock.lua's
+/* core.virtual_clock(clock | nil): turns virtual time on (clock.lua's
  * table) or off. */
 int coil__l_virtual_clock(lua_State *L) {
   coil_runtime *rt = RT_UP(L);

@@ -70,7 +70,7 @@ struct coil_task {
   int nargs;    /* values pushed for the next resume */
   int nresults; /* DONE: how many results it returned */
   uint16_t flags;
-  uint16_t cancels; /* Cancelled delivered, less coil._uncancel */
+  uint16_t cancels; /* Cancelled delivered, less core.uncancel */
   uint8_t state, outcome, wait;
 };
 
@@ -314,7 +314,7 @@ COIL_INTERNAL void coil__request_async(coil_runtime *rt, int status);
 
 /* coroutine.c: transparent coroutines (awaits inside user coroutines) */
 /* Replaces coroutine.resume/wrap/yield/running/isyieldable/close in L and
- * coil._traceback (the coil table is on top of L's stack). */
+ * core.traceback (the coil table is on top of L's stack). */
 COIL_INTERNAL void coil__coroutine_open(lua_State *L, coil_runtime *rt);
 /* Whether L, a coroutine inside the running task, was resumed by coil's
  * resume from a place an await can pass through (the await check). */

@@ -347,7 +347,7 @@ void coil__task_traceback(lua_State *L, coil_task *t, const char *msg) {
   luaL_pushresult(&b);
 }
 
-/* coil._traceback(task) -> string: where the task waits. */
+/* core.traceback(task) -> string: where the task waits. */
 static int traceback(lua_State *L) {
   coil_task *t = coil__check_task(L, 1);
   if (t->co) coil__task_traceback(L, t, NULL);
@@ -383,7 +383,7 @@ void coil__coroutine_open(lua_State *L, coil_runtime *rt) {
   /* the coil table is on top: its _traceback looks into coroutines */
   lua_pushlightuserdata(L, rt);
   lua_pushcclosure(L, traceback, 1);
-  lua_setfield(L, -2, "_traceback");
+  lua_setfield(L, -2, "traceback");
 
   /* the global coroutine library, for every piece of code in this state */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

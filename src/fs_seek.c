@@ -9,7 +9,7 @@
 
 #include "coil_internal.h"
 
-/* coil._lseek(fd, offset, whence) -> the new position, or nil, err.
+/* core.lseek(fd, offset, whence) -> the new position, or nil, err.
  * whence: "set", "cur" or "end" (checked by the caller). */
 static int l_lseek(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
@@ -31,5 +31,5 @@ static int l_lseek(lua_State *L) {
 /* Adds the function to the module table on top of L. */
 void coil__fs_open(lua_State *L) {
   lua_pushcfunction(L, l_lseek);
-  lua_setfield(L, -2, "_lseek");
+  lua_setfield(L, -2, "lseek");
 }

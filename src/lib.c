@@ -40,7 +40,7 @@ static int luv_pcall_cb(lua_State *L, int nargs, int nresults, int flags) {
   return nresults == LUA_MULTRET ? lua_gettop(L) - base + 1 : nresults;
 }
 
-/* coil._uv_errors() -> {NAME = message}: libuv's error messages, so that Lua
+/* core.uv_errors() -> {NAME = message}: libuv's error messages, so that Lua
  * code can spell a bare error name the way luv spells a failure. */
 static int l_uv_errors(lua_State *L) {
   char buf[64];
@@ -55,13 +55,13 @@ static int l_uv_errors(lua_State *L) {
   return 1;
 }
 
-/* coil._grace() -> the seconds cleanup gets on shutdown (--grace) */
+/* core.grace() -> the seconds cleanup gets on shutdown (--grace) */
 static int l_grace(lua_State *L) {
   lua_pushnumber(L, coil__rt(L)->grace);
   return 1;
 }
 
-/* coil._loop_info() -> pending requests and closes on the loop, raw
+/* core.loop_info() -> pending requests and closes on the loop, raw
  * callbacks run so far: what uv.run and uv.loop_alive look at besides the
  * script's handles. A handle being closed keeps a libuv loop alive until its
  * close callback ran (closing_handles: libuv's unix loop field). */
@@ -135,18 +135,20 @@ int coil__open(lua_State *L, coil_runtime *rt) {
   coil__coroutine_open(L, rt);
   coil__service_open(L, rt);
   lua_pushboolean(L, rt->owns_state);
-  lua_setfield(L, -2, "_host");
+  lua_setfield(L, -2, "host");
   lua_pushboolean(L, !rt->owns_loop && !rt->module);
-  lua_setfield(L, -2, "_host_loop");
+  lua_setfield(L, -2, "host_loop");
   lua_getfield(L, LUA_REGISTRYINDEX, "coil.hooks");
-  lua_setfield(L, -2, "_hooks");
+  lua_setfield(L, -2, "hooks");
   lua_pushcfunction(L, l_uv_errors);
-  lua_setfield(L, -2, "_uv_errors");
+  lua_setfield(L, -2, "uv_errors");
   lua_pushcfunction(L, l_grace);
-  lua_setfield(L, -2, "_grace");
+  lua_setfield(L, -2, "grace");
   lua_pushcfunction(L, l_loop_info);
-  lua_setfield(L, -2, "_loop_info");
-  lua_setfield(L, -2, "coil");
+  lua_setfield(L, -2, "loop_info");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "coil.core"); /* the private table */
+  lua_setfield(L, -2, "coil");      /* until coil.init puts the public one */
   lua_pop(L, 1);
 
   register_embedded(L);

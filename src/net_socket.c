@@ -20,7 +20,7 @@ static int push_errno(lua_State *L, int err) {
   return 2;
 }
 
-/* coil._reuseport(fd) -> true, or nil, err: sets SO_REUSEPORT on a socket
+/* core.reuseport(fd) -> true, or nil, err: sets SO_REUSEPORT on a socket
  * not yet bound. */
 static int l_reuseport(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1), on = 1;
@@ -30,7 +30,7 @@ static int l_reuseport(lua_State *L) {
   return 1;
 }
 
-/* coil._socket_info(fd) -> family ("inet", "inet6", "unix", "other"), type
+/* core.socket_info(fd) -> family ("inet", "inet6", "unix", "other"), type
  * ("stream", "dgram", "other"), listening (bool); or nil, err when fd is not
  * a socket. */
 static int l_socket_info(lua_State *L) {
@@ -55,8 +55,8 @@ static int l_socket_info(lua_State *L) {
   return 3;
 }
 
-/* coil._listen(fd, backlog) -> true, or nil, err: listen(2) on a bound
- * socket (coil.net accepts by itself, see coil._accept). */
+/* core.listen(fd, backlog) -> true, or nil, err: listen(2) on a bound
+ * socket (coil.net accepts by itself, see core.accept). */
 static int l_listen(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   int backlog = (int)luaL_checkinteger(L, 2);
@@ -65,30 +65,30 @@ static int l_listen(lua_State *L) {
   return 1;
 }
 
-/* coil._accept(fd) -> the new connection's fd (non-blocking, close-on-exec),
+/* core.accept(fd) -> the new connection's fd (non-blocking, close-on-exec),
  * or nil, err ("EAGAIN: …" when none is waiting, "EMFILE: …" when the
  * process is out of descriptors: the connection then stays queued in the
  * kernel, which is what lets a server pause instead of dropping it). */
 static int l_accept(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1), conn;
-  do
-    conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  do conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
   while (conn < 0 && errno == EINTR);
   if (conn < 0) return push_errno(L, errno);
   lua_pushinteger(L, conn);
   return 1;
 }
 
-/* coil._fd_blocking(fd): clears O_NONBLOCK (coil.io gives standard input
+/* core.fd_blocking(fd): clears O_NONBLOCK (coil.io gives standard input
  * back blocking: a pipe's other readers share the flag). */
 static int l_fd_blocking(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   int flags = fcntl(fd, F_GETFL);
-  if (flags >= 0 && (flags & O_NONBLOCK)) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  if (flags >= 0 && (flags & O_NONBLOCK))
+    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
   return 0;
 }
 
-/* coil._close_fd(fd): closes a descriptor no handle took. */
+/* core.close_fd(fd): closes a descriptor no handle took. */
 static int l_close_fd(lua_State *L) {
   close((int)luaL_checkinteger(L, 1));
   return 0;
@@ -96,12 +96,12 @@ static int l_close_fd(lua_State *L) {
 
 /* Adds the functions to the module table on top of L. */
 void coil__net_open(lua_State *L) {
-  static const luaL_Reg fns[] = {{"_reuseport", l_reuseport},
-                                 {"_socket_info", l_socket_info},
-                                 {"_listen", l_listen},
-                                 {"_accept", l_accept},
-                                 {"_close_fd", l_close_fd},
-                                 {"_fd_blocking", l_fd_blocking},
+  static const luaL_Reg fns[] = {{"reuseport", l_reuseport},
+                                 {"socket_info", l_socket_info},
+                                 {"listen", l_listen},
+                                 {"accept", l_accept},
+                                 {"close_fd", l_close_fd},
+                                 {"fd_blocking", l_fd_blocking},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

@@ -68,8 +68,7 @@ void coil__posts_run(coil_runtime *rt) {
 /* The async handle is open again (a new run): wake up for what waits. */
 void coil__posts_kick(coil_runtime *rt) {
   pthread_mutex_lock(&posts_lock);
-  if (rt->posts.head && atomic_load(&rt->as.wake_ok))
-    uv_async_send(&rt->async);
+  if (rt->posts.head && atomic_load(&rt->as.wake_ok)) uv_async_send(&rt->async);
   pthread_mutex_unlock(&posts_lock);
 }
 

@@ -26,7 +26,7 @@ void coil__make_ready(coil_runtime *rt, coil_task *t) {
 }
 
 /* The running task, or raises "coil: <what> must be called from inside a
- * task" (the one copy of that check; Lua reaches it as coil._in_task). */
+ * task" (the one copy of that check; Lua reaches it as core.in_task). */
 coil_task *coil__inside_task(lua_State *L, const char *what) {
   coil_task *t = RT_UP(L)->current;
   if (t == NULL) {
@@ -130,7 +130,7 @@ void coil__unlink_waiter(coil_task *w) {
 
 /* ---- parking, for the Lua half ------------------------------------------- */
 
-/* coil._park(): suspends the running task until coil._wake(task, ...) makes it
+/* core.park(): suspends the running task until core.wake(task, ...) makes it
  * ready (returning those values) or it is cancelled (raising). The Lua code
  * that parked it is responsible for forgetting it if it raises. */
 static int park_k(lua_State *L, int status, lua_KContext ctx) {
@@ -145,7 +145,7 @@ static int l_park(lua_State *L) {
   return coil__suspend(L, t, WAIT_PARKED, park_k, base);
 }
 
-/* coil._wake(task, ...) -> bool: resumes a parked task with the values;
+/* core.wake(task, ...) -> bool: resumes a parked task with the values;
  * false if it is not parked (already woken or being cancelled). */
 static int l_wake(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
@@ -164,7 +164,7 @@ static int l_wake(lua_State *L) {
   return 1;
 }
 
-/* coil._in_task(what[, level]) -> the running task, or raises "coil: <what>
+/* core.in_task(what[, level]) -> the running task, or raises "coil: <what>
  * must be called from inside a task" at level (default 2: the caller's
  * caller, as error(msg, 2) in the function that checks). */
 static int l_in_task(lua_State *L) {
@@ -181,10 +181,8 @@ static int l_in_task(lua_State *L) {
   return lua_error(L);
 }
 
-static const luaL_Reg scheduler_funcs[] = {{"_park", l_park},
-                                           {"_wake", l_wake},
-                                           {"_in_task", l_in_task},
-                                           {NULL, NULL}};
+static const luaL_Reg scheduler_funcs[] = {
+    {"park", l_park}, {"wake", l_wake}, {"in_task", l_in_task}, {NULL, NULL}};
 
 void coil__scheduler_open(lua_State *L, coil_runtime *rt) {
   lua_pushlightuserdata(L, rt);

@@ -129,7 +129,7 @@ static int push_errno(lua_State *L, int err) {
   return 2;
 }
 
-/* coil._notify(text) -> true, or false without NOTIFY_SOCKET, or nil, err:
+/* core.notify(text) -> true, or false without NOTIFY_SOCKET, or nil, err:
  * one datagram, as sd_notify sends it. */
 static int l_notify(lua_State *L) {
   size_t len;
@@ -140,7 +140,7 @@ static int l_notify(lua_State *L) {
   return 1;
 }
 
-/* coil._notify_stopping() -> as _notify: STOPPING=1, with an
+/* core.notify_stopping() -> as _notify: STOPPING=1, with an
  * EXTEND_TIMEOUT_USEC when the grace outlasts the watchdog. */
 static int l_notify_stopping(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
@@ -154,7 +154,7 @@ static int l_notify_stopping(lua_State *L) {
   return 1;
 }
 
-/* coil._listen_fds() -> fds, names: socket activation's descriptors, when
+/* core.listen_fds() -> fds, names: socket activation's descriptors, when
  * LISTEN_PID is this process. The variables are removed from the
  * environment and the descriptors made close-on-exec, so that children
  * inherit neither (sd_listen_fds with unset_environment). */
@@ -194,7 +194,7 @@ static int l_listen_fds(lua_State *L) {
   return 2;
 }
 
-/* coil._notify_listen() -> fd, "@name": a datagram socket of the
+/* core.notify_listen() -> fd, "@name": a datagram socket of the
  * supervisor's own, in the abstract namespace under a name the kernel picks
  * (so concurrent supervisors never collide), with the sender's credentials
  * on every message. Non-blocking, close-on-exec. */
@@ -227,7 +227,7 @@ static int l_notify_listen(lua_State *L) {
   return 2;
 }
 
-/* coil._notify_recv(fd) -> text, pid; or nil when nothing is waiting. */
+/* core.notify_recv(fd) -> text, pid; or nil when nothing is waiting. */
 static int l_notify_recv(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   char buf[4096];
@@ -274,13 +274,13 @@ static int l_notify_recv(lua_State *L) {
   return 2;
 }
 
-/* coil._close_fd(fd) */
+/* core.close_fd(fd) */
 static int l_close_fd(lua_State *L) {
   close((int)luaL_checkinteger(L, 1));
   return 0;
 }
 
-/* coil._end_by_signal(name): unless an exit status was already asked for,
+/* core.end_by_signal(name): unless an exit status was already asked for,
  * the process will end by this signal once the run is over (§2), as after
  * the §3 sequence for it. For the supervisor, which handles the interrupt
  * itself. */
@@ -296,7 +296,7 @@ static int l_end_by_signal(lua_State *L) {
   return 0;
 }
 
-/* coil._reap(pid) -> bool: collects pid if it is a zombie child. For the
+/* core.reap(pid) -> bool: collects pid if it is a zombie child. For the
  * supervisor as PID 1, which adopts orphans that libuv knows nothing of. */
 static int l_reap(lua_State *L) {
   pid_t pid = (pid_t)luaL_checkinteger(L, 1);
@@ -305,16 +305,15 @@ static int l_reap(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg service_funcs[] = {
-    {"_reap", l_reap},
-    {"_notify", l_notify},
-    {"_notify_stopping", l_notify_stopping},
-    {"_listen_fds", l_listen_fds},
-    {"_notify_listen", l_notify_listen},
-    {"_notify_recv", l_notify_recv},
-    {"_close_fd", l_close_fd},
-    {"_end_by_signal", l_end_by_signal},
-    {NULL, NULL}};
+static const luaL_Reg service_funcs[] = {{"reap", l_reap},
+                                         {"notify", l_notify},
+                                         {"notify_stopping", l_notify_stopping},
+                                         {"listen_fds", l_listen_fds},
+                                         {"notify_listen", l_notify_listen},
+                                         {"notify_recv", l_notify_recv},
+                                         {"close_fd", l_close_fd},
+                                         {"end_by_signal", l_end_by_signal},
+                                         {NULL, NULL}};
 
 /* Adds the functions above to the coil table on top of L; starts the
  * watchdog for a process that owns its loop and its signals (the CLI). */

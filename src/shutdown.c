@@ -322,11 +322,45 @@ void coil__final_report(coil_runtime *rt) {
 /* Frees a runtime whose run is over (coil_free, or a free that had to wait
  * for the closes): what is left to report, the Lua state, the own loop.
  * Signals are watched until the very end. */
+typedef struct {
+  coil_runtime *rt;
+  int closing;
+} foreign_walk;
+
+static void close_foreign(uv_handle_t *h, void *arg) {
+  foreign_walk *w = (foreign_walk *)arg;
+  uv_handle_t *own[8];
+  int i, n = own_handles(w->rt, own);
+  for (i = 0; i < n; i++)
+    if (own[i] == h) return;
+  /* a handle whose close has finished is no longer on the loop's list */
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+  w->closing++;
+}
+
+/* Before the Lua state closes on coil's own loop, no luv handle may still
+ * be open or closing: luv's __gc closes an open one with a callback that
+ * uses the (then closed) state, and frees a closing one that libuv still
+ * holds. Every handle not coil's own that Lua code left open (an untracked
+ * helper's, a task closed by force) is closed without a callback, and the
+ * loop turns until libuv is done with them all. */
+static void close_foreign_handles(coil_runtime *rt) {
+  foreign_walk w;
+  int rounds = 0;
+  do {
+    w.rt = rt;
+    w.closing = 0;
+    uv_walk(rt->loop, close_foreign, &w);
+    if (w.closing) uv_run(rt->loop, UV_RUN_NOWAIT);
+  } while (w.closing && ++rounds < 1000);
+}
+
 void coil__teardown(coil_runtime *rt) {
   coil__posts_close(rt); /* before the Lua state goes: fn may use it */
   if (rt->owns_loop == 2) coil__threads_abandon(rt); /* exit cannot join them */
   if (!rt->lua_closed && rt->L) {
     coil__final_report(rt);
+    if (rt->owns_loop == 1) close_foreign_handles(rt);
     /* __gc at lua_close runs without hooks (Lua 5.4): memory_limit holds,
      * and once a watchdog calls coil_shutdown no more memory at all */
     atomic_store(&rt->teardown, 1);
@@ -607,7 +641,7 @@ static int l_exit(lua_State *L) {
   return lua_error(L);
 }
 
-/* coil._cancel_all(): the driver is done with step 2. */
+/* core.cancel_all(): the driver is done with step 2. */
 static int l_cancel_all(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
   rt->run.cancel_wanted = 1;
@@ -615,13 +649,13 @@ static int l_cancel_all(lua_State *L) {
   return 0;
 }
 
-/* coil._report(text): a coil message (stderr, or the host's on_message). */
+/* core.report(text): a coil message (stderr, or the host's on_message). */
 static int l_report(lua_State *L) {
   coil__message(RT_UP(L), luaL_checkstring(L, 1));
   return 0;
 }
 
-/* coil._phase() -> "run" | "drain" | "cancel" | "closing" | "closed" */
+/* core.phase() -> "run" | "drain" | "cancel" | "closing" | "closed" */
 static int l_phase(lua_State *L) {
   static const char *const names[] = {"run", "drain", "cancel", "closing",
                                       "closed"};
@@ -630,9 +664,8 @@ static int l_phase(lua_State *L) {
 }
 
 static const luaL_Reg shutdown_funcs[] = {
-    {"shutdown", l_shutdown},      {"_exit", l_exit},
-    {"_cancel_all", l_cancel_all}, {"_report", l_report},
-    {"_phase", l_phase},           {NULL, NULL}};
+    {"shutdown", l_shutdown}, {"exit", l_exit},   {"cancel_all", l_cancel_all},
+    {"report", l_report},     {"phase", l_phase}, {NULL, NULL}};
 
 void coil__shutdown_open(lua_State *L, coil_runtime *rt) {
   lua_pushlightuserdata(L, rt);

@@ -71,7 +71,7 @@ const char *coil__signal_name(int signo) {
 
 #define BUSY_NS (50ull * 1000 * 1000)
 
-/* The console (coil._interrupt_busy): a SIGINT it took over with on_signal
+/* The console (core.interrupt_busy): a SIGINT it took over with on_signal
  * still interrupts a task that does not yield, and counts that it did so. */
 static atomic_int interrupt_busy, interrupts_taken;
 
@@ -374,7 +374,7 @@ void coil__signals_poll(coil_runtime *rt) {
 
 /* ---- Lua functions --------------------------------------------------------------- */
 
-/* coil._override(name, on) -> bool: whether coil handles this interrupt for
+/* core.override(name, on) -> bool: whether coil handles this interrupt for
  * the script (on_signal took it over); false for other signals. */
 static int l_override(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
@@ -389,7 +389,7 @@ static int l_override(lua_State *L) {
   return 1;
 }
 
-/* coil._signum(name) -> number or nil */
+/* core.signum(name) -> number or nil */
 static int l_signum(lua_State *L) {
   int signo = coil__signal_number(luaL_checkstring(L, 1));
   if (signo) lua_pushinteger(L, signo);
@@ -397,7 +397,7 @@ static int l_signum(lua_State *L) {
   return 1;
 }
 
-/* coil._interrupt_busy(on) -> taken: while on, a SIGINT taken over by
+/* core.interrupt_busy(on) -> taken: while on, a SIGINT taken over by
  * on_signal also raises Cancelled in a task that runs for 50 ms without
  * yielding (or in a C call it cut short); returns (and resets) how many
  * times that happened. */
@@ -407,9 +407,9 @@ static int l_interrupt_busy(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg signal_funcs[] = {{"_override", l_override},
-                                        {"_signum", l_signum},
-                                        {"_interrupt_busy", l_interrupt_busy},
+static const luaL_Reg signal_funcs[] = {{"override", l_override},
+                                        {"signum", l_signum},
+                                        {"interrupt_busy", l_interrupt_busy},
                                         {NULL, NULL}};
 
 void coil__signal_open(lua_State *L, coil_runtime *rt) {

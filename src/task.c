@@ -176,7 +176,7 @@ static int task_name(lua_State *L) {
   return 1;
 }
 
-/* task:_remove_on_done(fn): for combinators that stop watching a task. */
+/* core.remove_on_done(task, fn): for helpers that stop watching a task. */
 static int task_remove_on_done(lua_State *L) {
   lua_Integer i, n;
   coil__check_task(L, 1);
@@ -216,7 +216,7 @@ static int l_current(lua_State *L) {
   return 1;
 }
 
-/* coil._state(task) -> "ready"|"running"|"suspended"|"done", wait kind, id,
+/* core.state(task) -> "ready"|"running"|"suspended"|"done", wait kind, id,
  * start time */
 static int l_state(lua_State *L) {
   coil_task *t = coil__check_task(L, 1);
@@ -227,7 +227,7 @@ static int l_state(lua_State *L) {
   return 4;
 }
 
-/* coil._traceback(task) -> string: where the task waits. */
+/* core.traceback(task) -> string: where the task waits. */
 static int l_task_traceback(lua_State *L) {
   coil_task *t = coil__check_task(L, 1);
   if (t->co) luaL_traceback(L, t->co, NULL, 0);
@@ -249,17 +249,16 @@ static int l_tasks(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg task_methods[] = {
-    {"done", task_done},
-    {"cancelled", task_cancelled},
-    {"name", task_name},
-    {"_remove_on_done", task_remove_on_done},
-    {NULL, NULL}};
+static const luaL_Reg task_methods[] = {{"done", task_done},
+                                        {"cancelled", task_cancelled},
+                                        {"name", task_name},
+                                        {NULL, NULL}};
 
 static const luaL_Reg task_funcs[] = {{"current", l_current},
+                                      {"remove_on_done", task_remove_on_done},
                                       {"tasks", l_tasks},
-                                      {"_state", l_state},
-                                      {"_traceback", l_task_traceback},
+                                      {"state", l_state},
+                                      {"traceback", l_task_traceback},
                                       {NULL, NULL}};
 
 /* Creates the task metatable (the object's own methods) and the live-task

@@ -8,9 +8,9 @@
  * its next Lua instruction; a job still queued is never started.
  *
  * Lua side (lua/coil/thread.lua):
- *   coil._thread_start(cb, code, ...) -> job    (raises if an argument
+ *   core.thread_start(cb, code, ...) -> job    (raises if an argument
  *                                                cannot be copied)
- *   coil._thread_cancel(job)
+ *   core.thread_cancel(job)
  * and cb(true, results...) / cb(false, message) / cb(nil) (it never ran,
  * or stopped because it was cancelled) later, on the loop's thread.
  */
@@ -118,8 +118,7 @@ static void put_value(lua_State *L, buffer *b, int idx, int seen, int depth,
                  what);
     lua_pushvalue(L, idx);
     if (lua_rawget(L, seen) != LUA_TNIL)
-      copy_error(L, "coil: thread: cannot copy %s: a table with a cycle",
-                 what);
+      copy_error(L, "coil: thread: cannot copy %s: a table with a cycle", what);
     lua_pop(L, 1);
     lua_pushvalue(L, idx);
     lua_pushboolean(L, 1);
@@ -139,8 +138,9 @@ static void put_value(lua_State *L, buffer *b, int idx, int seen, int depth,
     lua_rawset(L, seen);
     break;
   default:
-    copy_error(L, "coil: thread: cannot copy %s: a %s (only nil, booleans, "
-                  "numbers, strings and tables of those)",
+    copy_error(L,
+               "coil: thread: cannot copy %s: a %s (only nil, booleans, "
+               "numbers, strings and tables of those)",
                what, luaL_typename(L, idx));
   }
 }
@@ -230,12 +230,12 @@ typedef struct thread_job {
   coil_runtime *rt;
   struct thread_job *next_running; /* in running_jobs while fn runs */
   pthread_t thread;
-  int cb_ref;           /* registry: the Lua callback */
-  char *code;           /* the function's bytecode */
+  int cb_ref; /* registry: the Lua callback */
+  char *code; /* the function's bytecode */
   size_t code_len;
-  char *args;           /* serialized arguments */
+  char *args; /* serialized arguments */
   int nargs;
-  char *results;        /* serialized results, or the error message */
+  char *results; /* serialized results, or the error message */
   size_t results_len;
   int nresults;
   int outcome;
@@ -383,8 +383,8 @@ static void after_work_cb(uv_work_t *req, int status) {
     n = 1 + get_values(L, job->results, job->nresults);
   } else {
     lua_pushboolean(L, 0);
-    lua_pushstring(L, job->results ? job->results
-                                    : "coil: thread: out of memory");
+    lua_pushstring(L,
+                   job->results ? job->results : "coil: thread: out of memory");
     n = 2;
   }
   free_job(job);
@@ -394,7 +394,7 @@ static void after_work_cb(uv_work_t *req, int status) {
   }
 }
 
-/* coil._thread_start(cb, code, ...) -> job (a light userdata) */
+/* core.thread_start(cb, code, ...) -> job (a light userdata) */
 static int l_thread_start(lua_State *L) {
   coil_runtime *rt = coil__rt(L);
   size_t code_len;
@@ -432,7 +432,7 @@ static int l_thread_start(lua_State *L) {
   return 1;
 }
 
-/* coil._thread_cancel(job): a job still queued never starts; a running
+/* core.thread_cancel(job): a job still queued never starts; a running
  * one stops at its next Lua instruction. Only while its callback has not
  * come (the Lua half keeps to that). */
 static int l_thread_cancel(lua_State *L) {
@@ -441,16 +441,15 @@ static int l_thread_cancel(lua_State *L) {
   atomic_store(&job->cancel, 1);
   if (uv_cancel((uv_req_t *)&job->req) == 0) return 0;
   pthread_mutex_lock(&job->lock);
-  if (job->running)
-    lua_sethook(job->running, stop_hook, LUA_MASKCOUNT, 1);
+  if (job->running) lua_sethook(job->running, stop_hook, LUA_MASKCOUNT, 1);
   pthread_mutex_unlock(&job->lock);
   return 0;
 }
 
 /* Adds the functions to the module table on top of L. */
 void coil__thread_open(lua_State *L) {
-  static const luaL_Reg fns[] = {{"_thread_start", l_thread_start},
-                                 {"_thread_cancel", l_thread_cancel},
+  static const luaL_Reg fns[] = {{"thread_start", l_thread_start},
+                                 {"thread_cancel", l_thread_cancel},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

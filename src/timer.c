@@ -169,11 +169,10 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg timer_funcs[] = {
-    {"sleep", l_sleep},
-    {"now", l_now},
-    {"_virtual_clock", coil__l_virtual_clock},
-    {NULL, NULL}};
+static const luaL_Reg timer_funcs[] = {{"sleep", l_sleep},
+                                       {"now", l_now},
+                                       {"virtual_clock", coil__l_virtual_clock},
+                                       {NULL, NULL}};
 
 void coil__timer_open(lua_State *L, coil_runtime *rt) {
   lua_pushlightuserdata(L, rt);

@@ -3,9 +3,9 @@
  * waiting task, with a pointer in each task and counters here: nothing
  * allocated per task, no callback per completion. A task is in at most one
  * waitset; the Lua side watches a task already in another one with on_done
- * and coil._waitset_notify. spawn.c tells a task's waitset when it is done.
+ * and core.waitset_notify. spawn.c tells a task's waitset when it is done.
  *
- * The waitset never looks at the caller's list after coil._waitset returns
+ * The waitset never looks at the caller's list after core.waitset returns
  * (a supervisor may refill it while the call waits): `linked` holds the
  * tasks that point at it, each slot cleared when its task ends, so closing
  * it unlinks exactly those; user value 1 anchors the waiting task (`owner`)
@@ -86,9 +86,9 @@ static void waitset_unlink(coil_waitset *ws) {
   }
 }
 
-/* coil._waitset(list, n) -> ws, shared: watches list[1..n] for the running
+/* core.waitset(list, n) -> ws, shared: watches list[1..n] for the running
  * task; `shared` lists the indices of tasks already watched elsewhere (the
- * caller watches those with on_done + coil._waitset_notify), or is nil. */
+ * caller watches those with on_done + core.waitset_notify), or is nil. */
 static int l_waitset(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
   lua_Integer len, want;
@@ -157,7 +157,7 @@ static int l_waitset(lua_State *L) {
   return 2;
 }
 
-/* coil._waitset_notify(ws, i): shared task i, watched by on_done, is done.
+/* core.waitset_notify(ws, i): shared task i, watched by on_done, is done.
  * Counts once per task. */
 static int l_waitset_notify(lua_State *L) {
   coil_waitset *ws = (coil_waitset *)luaL_checkudata(L, 1, WAITSET_MT);
@@ -187,7 +187,7 @@ static int waitset_wait_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
-/* coil._waitset_wait(ws, mode) ⏳: until every task is done, or for mode
+/* core.waitset_wait(ws, mode) ⏳: until every task is done, or for mode
  * "first" one is, "error" one failed, "bad" one failed or was cancelled. */
 static int l_waitset_wait(lua_State *L) {
   coil_waitset *ws = (coil_waitset *)luaL_checkudata(L, 1, WAITSET_MT);
@@ -205,7 +205,7 @@ static int l_waitset_wait(lua_State *L) {
   return coil__suspend(L, t, WAIT_PARKED, waitset_wait_k, 0);
 }
 
-/* coil._waitset_state(ws) -> ndone, first_done, first_error, first_bad
+/* core.waitset_state(ws) -> ndone, first_done, first_error, first_bad
  * (indices, nil for none) */
 static int l_waitset_state(lua_State *L) {
   coil_waitset *ws = (coil_waitset *)luaL_checkudata(L, 1, WAITSET_MT);
@@ -219,7 +219,7 @@ static int l_waitset_state(lua_State *L) {
   return 4;
 }
 
-/* coil._waitset_close(ws): stop watching (also done by __gc). */
+/* core.waitset_close(ws): stop watching (also done by __gc). */
 static int l_waitset_close(lua_State *L) {
   waitset_unlink((coil_waitset *)luaL_checkudata(L, 1, WAITSET_MT));
   return 0;
@@ -230,11 +230,11 @@ static int waitset_gc(lua_State *L) {
   return 0;
 }
 
-static const luaL_Reg waitset_funcs[] = {{"_waitset", l_waitset},
-                                         {"_waitset_notify", l_waitset_notify},
-                                         {"_waitset_wait", l_waitset_wait},
-                                         {"_waitset_state", l_waitset_state},
-                                         {"_waitset_close", l_waitset_close},
+static const luaL_Reg waitset_funcs[] = {{"waitset", l_waitset},
+                                         {"waitset_notify", l_waitset_notify},
+                                         {"waitset_wait", l_waitset_wait},
+                                         {"waitset_state", l_waitset_state},
+                                         {"waitset_close", l_waitset_close},
                                          {NULL, NULL}};
 
 void coil__waitset_open(lua_State *L, coil_runtime *rt) {

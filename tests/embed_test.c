@@ -677,7 +677,7 @@ static void test_every_message_through_on_message(void) {
                         "local t = coil.spawn(function()\n"
                         "  pcall(coil.sleep, 10) end)\n"
                         "coil.sleep(0.01); t:cancel(); coil.sleep(0.01)\n"
-                        "coil._report('one\\ntwo')\n"
+                        "require('coil.core').report('one\\ntwo')\n"
                         "error('main fails')\n",
                         &log),
            1);
@@ -686,8 +686,8 @@ static void test_every_message_through_on_message(void) {
                         "coil.spawn(function()\n"
                         "  coil.defer(function() while true do\n"
                         "    pcall(coil.sleep, 10) end end)\n"
-                        "  coil._park() end)\n"
-                        "coil._park()\n",
+                        "  require('coil.core').park() end)\n"
+                        "require('coil.core').park()\n",
                         &log),
            1);
 

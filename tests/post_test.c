@@ -17,15 +17,17 @@ typedef struct {
 } post_arg;
 
 static pthread_t loop_thread;
-static int next_seq[THREADS];       /* touched on the loop's thread only */
+static int next_seq[THREADS]; /* touched on the loop's thread only */
 static atomic_int ran, out_of_order, wrong_thread, refused;
 static coil_runtime *the_rt;
 static atomic_int go;
 
 static void on_post(coil_runtime *rt, void *ud) {
   post_arg *a = (post_arg *)ud;
-  if (!pthread_equal(pthread_self(), loop_thread)) atomic_fetch_add(&wrong_thread, 1);
-  if (rt != the_rt || a->seq != next_seq[a->thread]) atomic_fetch_add(&out_of_order, 1);
+  if (!pthread_equal(pthread_self(), loop_thread))
+    atomic_fetch_add(&wrong_thread, 1);
+  if (rt != the_rt || a->seq != next_seq[a->thread])
+    atomic_fetch_add(&out_of_order, 1);
   next_seq[a->thread] = a->seq + 1;
   atomic_fetch_add(&ran, 1);
   free(a);
@@ -79,9 +81,10 @@ static void test_many_threads(void) {
 /* A shutdown starts while the threads post: the posts made during it run,
  * and so do the ones made after coil_run returned. */
 static void test_racing_shutdown(void) {
-  run_with_posters("local coil = require 'coil'\n"
-                   "coil.spawn(function() coil.sleep(0.005) coil.shutdown(0) end)\n"
-                   "coil.sleep(10)");
+  run_with_posters(
+      "local coil = require 'coil'\n"
+      "coil.spawn(function() coil.sleep(0.005) coil.shutdown(0) end)\n"
+      "coil.sleep(10)");
 }
 
 /* A post may start a task; after the shutdown began it still runs, with
@@ -139,11 +142,10 @@ static void test_bad_arguments(void) {
 }
 
 int main(int argc, char **argv) {
-  static const test_case cases[] = {
-      {"many_threads", test_many_threads},
-      {"racing_shutdown", test_racing_shutdown},
-      {"spawn_from_post", test_spawn_from_post},
-      {"bad_arguments", test_bad_arguments},
-      {NULL, NULL}};
+  static const test_case cases[] = {{"many_threads", test_many_threads},
+                                    {"racing_shutdown", test_racing_shutdown},
+                                    {"spawn_from_post", test_spawn_from_post},
+                                    {"bad_arguments", test_bad_arguments},
+                                    {NULL, NULL}};
   return run_tests(cases, argc, argv, 60);
 }

@@ -6,10 +6,11 @@
 -- or handed to a `late` function that releases what it brings (an fd a
 -- cancelled fs_open still opened, say). It never resumes a task that stopped
 -- waiting for it.
-local core = require "coil"
+local core = require "coil.core"
+local in_task = core.in_task
 local uv = require "luv"
 
-local current, park, wake = core.current, core._park, core._wake
+local park, wake = core.park, core.wake
 local type, select, error, pcall, tostring = type, select, error, pcall, tostring
 local pack, unpack = table.pack, table.unpack
 
@@ -20,9 +21,9 @@ local in_flight = 0
 -- libuv's messages by error name, from libuv itself, to turn the bare names
 -- luv gives stream, connect and getaddrinfo callbacks ("ECONNREFUSED") into
 -- the "NAME: message" strings its synchronous failures give.
-local messages = core._uv_errors()
+local messages = core.uv_errors()
 
---- core._uv_error(err) -> "NAME: message" for a bare libuv error name;
+--- core.uv_error(err) -> "NAME: message" for a bare libuv error name;
 -- anything else (nil, an already full message) is returned unchanged.
 local function uv_error(err)
   local message = type(err) == "string" and messages[err]
@@ -38,17 +39,14 @@ local function cancel_request(req)
   end
 end
 
---- core._await(late, on_cancel, fn, ...) ⏳: the engine of coil.await.
+--- core.await_request(late, on_cancel, fn, ...) ⏳: the engine of coil.await.
 -- `late(...)`, if given, receives the arguments of a callback that fired
 -- after the task stopped waiting (to release what it brings); `on_cancel(req)`,
 -- if given, replaces the default uv_cancel of the request when the task is
 -- cancelled (closing a handle cancels its connect or write requests); false
 -- leaves the request alone (a write, which libuv cannot cancel).
 local function await_at(late, on_cancel, at, fn, ...)
-  local me = current()
-  if not me then
-    error("coil: await must be called from inside a task", 2)
-  end
+  local me = in_task("await", 2)
   -- state: "start" until parked, then "parked"; "early" if the callback
   -- fired before we parked; "done" once we took the results; "gone" when
   -- the task stopped waiting.
@@ -71,7 +69,7 @@ local function await_at(late, on_cancel, at, fn, ...)
     end
     if late then
       local ok, err = pcall(late, ...)
-      if not ok then core._report("a late I/O callback failed: " .. tostring(err)) end
+      if not ok then core.report("a late I/O callback failed: " .. tostring(err)) end
     end
   end
   local args = pack(...)
@@ -98,7 +96,7 @@ local function await_at(late, on_cancel, at, fn, ...)
     state = "gone"
     if on_cancel then
       local ok, e = pcall(on_cancel, req)
-      if not ok then core._report("cancelling an I/O request failed: " .. tostring(e)) end
+      if not ok then core.report("cancelling an I/O request failed: " .. tostring(e)) end
     elseif on_cancel == nil then
       cancel_request(req)
     end
@@ -119,9 +117,7 @@ end
 -- @raise `Cancelled` if the task is cancelled meanwhile: the request is
 -- cancelled where libuv allows it and its callback is ignored when it fires.
 local function coil_await(fn, ...)
-  if not current() then
-    error("coil: await must be called from inside a task", 2)
-  end
+  in_task("await", 2)
   if type(fn) ~= "function" then
     error("coil: await expects a function, got " .. type(fn), 2)
   end
@@ -134,9 +130,7 @@ end
 -- `uv.fs_open(path, "r", nil, callback)`).
 -- @raise if n is not an integer above the number of arguments given
 function core.await_at(n, fn, ...)
-  if not current() then
-    error("coil: await_at must be called from inside a task", 2)
-  end
+  in_task("await_at", 2)
   if math.type(n) ~= "integer" or n <= select("#", ...) then
     error(("coil: await_at: n must be an integer above the %d argument(s) given, got %s")
           :format(select("#", ...), tostring(n)), 2)
@@ -147,9 +141,9 @@ function core.await_at(n, fn, ...)
   return await_at(nil, nil, n, fn, ...)
 end
 
-core._await = await
-core._uv_error = uv_error
---- core._requests() -> number of coil.await requests still in flight.
-function core._requests() return in_flight end
+core.await_request = await
+core.uv_error = uv_error
+--- core.requests() -> number of coil.await requests still in flight.
+function core.requests() return in_flight end
 
 return coil_await

@@ -16,6 +16,7 @@
 -- helper's own waits stay in real time. docs/testing.md tells how to read
 -- it all.
 local coil = require "coil"
+local coil_core = require "coil.core"
 local uv = require "luv"
 local clock = require "coil.clock"
 
@@ -36,7 +37,7 @@ local M = {
 }
 
 -- Where each luv handle was opened: coil's handle record keeps the site.
-coil._record_sites(true)
+coil_core.record_sites(true)
 
 -- Describing what was left behind ---------------------------------------------
 
@@ -65,12 +66,12 @@ end
 
 -- "task 'x' (suspended in sleep, age 1.2 s)" and where it waits
 local function describe_task(task)
-  local state, wait, _, started = coil._state(task)
+  local state, wait, _, started = coil_core.state(task)
   if wait ~= "" then state = state .. " in " .. wait end
   if task:cancelled() then state = state .. ", cancelled" end
   local text = format("task '%s' (%s, age %.1f s)", task:name(), state,
                       coil.now() - started)
-  local tb = trim(coil._traceback(task))
+  local tb = trim(coil_core.traceback(task))
   if tb ~= "" then text = text .. "\n" .. indent(tb, "  ") end
   return text
 end
@@ -78,7 +79,7 @@ end
 local function describe_handle(handle)
   local kind = tostring(handle):match "^(uv_[%w_]+)" or tostring(handle)
   local text = "luv handle " .. kind .. " still open"
-  local site = coil._handle_site(handle)
+  local site = coil_core.handle_site(handle)
   if site then text = text .. ", opened at " .. site end
   return text
 end
@@ -100,7 +101,7 @@ end
 
 local function new_handles(before)
   local list = {}
-  for _, handle in ipairs(coil._open_handles()) do
+  for _, handle in ipairs(coil_core.open_handles()) do
     if not before[handle] then list[#list + 1] = handle end
   end
   return list
@@ -122,14 +123,14 @@ end
 local function wait_done(task, seconds)
   if task:done() then return true end
   local me = coil.current()
-  local function wake() coil._wake(me) end
+  local function wake() coil_core.wake(me) end
   local timer = uv.new_timer()
-  coil._untrack(timer) -- the helper's own: not the test's, not in its checks
+  coil_core.untrack(timer) -- the helper's own: not the test's, not in its checks
   task:on_done(wake)
   timer:start(math.max(1, math.floor(seconds * 1000 + 0.5)), 0, wake)
-  local ok, err = pcall(coil._park)
+  local ok, err = pcall(coil_core.park)
   timer:close()
-  task:_remove_on_done(wake)
+  coil_core.remove_on_done(task, wake)
   if not ok then error(err, 0) end
   return task:done()
 end
@@ -138,11 +139,11 @@ end
 local function real_sleep(s)
   local me = coil.current()
   local timer = uv.new_timer()
-  coil._untrack(timer)
+  coil_core.untrack(timer)
   timer:start(math.max(1, math.floor(s * 1000 + 0.5)), 0, function()
-    coil._wake(me)
+    coil_core.wake(me)
   end)
-  local ok, err = pcall(coil._park)
+  local ok, err = pcall(coil_core.park)
   timer:close()
   if not ok then error(err, 0) end
 end
@@ -190,7 +191,7 @@ end
 local function run_test(fn, args, timeout, virtual_time)
   local registry = getregistry()
   local before_tasks = set_of(coil.tasks())
-  local before_handles = set_of(coil._open_handles())
+  local before_handles = set_of(coil_core.open_handles())
   local before_unseen = unseen_now()
   local saved_on_error = rawget(registry, "coil.on_error")
   local out = { problems = {} }
@@ -201,7 +202,7 @@ local function run_test(fn, args, timeout, virtual_time)
     if before_unseen[task] then
       -- failed before this test began: not this test's to report
       if saved_on_error then return saved_on_error(task, err, tb) end
-      return coil._report(unseen_text(task, tb))
+      return coil_core.report(unseen_text(task, tb))
     end
     if not reported[task] then
       reported[task] = true
@@ -320,7 +321,7 @@ local function run_test(fn, args, timeout, virtual_time)
       end
     end
     table.sort(list, function(a, b)
-      return select(3, coil._state(a)) < select(3, coil._state(b))
+      return select(3, coil_core.state(a)) < select(3, coil_core.state(b))
     end)
     for _, task in ipairs(list) do
       reported[task] = true
@@ -375,7 +376,7 @@ local function runner(fn, timeout, virtual_time)
     local out
     if coil.current() then
       -- under `busted --lua=coil`: already inside the main task
-      if coil._phase() ~= "run" then
+      if coil_core.phase() ~= "run" then
         error(where .. ": coil: the test cannot start: coil is shutting down", 0)
       end
       out = run_test(fn, args, seconds, virtual_time)

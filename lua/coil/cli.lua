@@ -4,14 +4,14 @@
 -- argv is the command line (argv[0] = "coil"), script the index of the
 -- script in it (0: standard input, with no script named; nil: none), actions a list of {"e", chunk} /
 -- {"l", "name" or "g=name"} / {"W"}, ignore_env true under -E.
-local core = require "coil"
+local core = require "coil.core"
 
 local load, loadfile, ipairs, unpack, getenv, warn, type =
   load, loadfile, ipairs, table.unpack, os.getenv, warn, type
 
 --- A load error is one plain line and status 1, never a traceback.
 local function failed(message)
-  core._report(message)
+  core.report(message)
   return 1
 end
 

@@ -11,12 +11,12 @@
 --
 -- Times are whole milliseconds, rounded up, exactly as the real path
 -- counts them, so that deadlines tie and order the same way.
-local core = require "coil"
+local core = require "coil.core"
 local uv = require "luv"
 
 local error, pcall, setmetatable = error, pcall, setmetatable
 local ceil, huge = math.ceil, math.huge
-local park, wake, current = core._park, core._wake, core.current
+local park, wake, current = core.park, core.wake, core.current
 
 local M = {
   --- true while virtual time is on
@@ -145,7 +145,7 @@ function M.start()
   if M.on then error("coil: virtual time is already on", 2) end
   uv.update_time()
   M.ms, M.on = uv.now(), true
-  core._virtual_clock(M)
+  core.virtual_clock(M)
 end
 
 --- Turns virtual time off. Timers still pending are dropped.
@@ -159,7 +159,7 @@ function M.stop()
   end
   table.sort(left, before)
   M.count, M.on = 0, false
-  core._virtual_clock(nil)
+  core.virtual_clock(nil)
   return left
 end
 

@@ -3,13 +3,14 @@
 -- coil.group is in group.lua, built on the cancel scopes below.
 --
 -- All of them watch tasks with task:on_done and suspend the caller with
--- core._park; a watcher only wakes the caller while the call is still
+-- core.park; a watcher only wakes the caller while the call is still
 -- active, so a late callback can never wake a task that has moved on to wait
 -- for something else. Owning combinators (gather, race) cancel their
 -- children and then wait for every child to be done before they return or
 -- raise, as task:await does: an owner's cleanup always sees its children's
 -- cleanup finished.
-local core = require "coil"
+local core = require "coil.core"
+local in_task = core.in_task
 local uv = require "luv"
 local clock = require "coil.clock"
 
@@ -18,13 +19,13 @@ local error, pcall, pairs, select, type, tostring, rawequal, setmetatable, getme
 local unpack, pack = table.unpack, table.pack
 local huge, ceil, min = math.huge, math.ceil, math.min
 
-local spawn, current, park, wake = core.spawn, core.current, core._park, core._wake
-local cancel_with, uncancel, withdraw = core._cancel, core._uncancel, core._withdraw
-local cancels = core._cancels
-local phase, is_cancelled = core._phase, core.is_cancelled
-local waitset, waitset_notify = core._waitset, core._waitset_notify
+local spawn, current, wake = core.spawn, core.current, core.wake
+local cancel_with, uncancel, withdraw = core.cancel, core.uncancel, core.withdraw
+local cancels = core.cancels
+local phase, is_cancelled = core.phase, core.is_cancelled
+local waitset, waitset_notify = core.waitset, core.waitset_notify
 local waitset_wait, waitset_state, waitset_close =
-  core._waitset_wait, core._waitset_state, core._waitset_close
+  core.waitset_wait, core.waitset_state, core.waitset_close
 local Cancelled, Timeout = core.Cancelled, core.Timeout
 local check_self = require("coil.sync").check_self
 
@@ -40,9 +41,7 @@ local M = {}
 -- Helpers -----------------------------------------------------------------
 
 local function need_task(what)
-  local me = current()
-  if not me then error("coil: " .. what .. " must be called from inside a task", 3) end
-  return me
+  return in_task(what, 3)
 end
 
 local function is_task(v) return getmetatable(v) == task_mt end
@@ -312,11 +311,11 @@ end
 -- Cancel scopes: timeout, move_on_after, a group's body ----------------------
 --
 -- A scope cancels its own task with an error object of its own, as a *soft*
--- cancellation (core._cancel(task, obj, true)), and recognises that object
+-- cancellation (core.cancel(task, obj, true)), and recognises that object
 -- when it comes back. The core lets a real cancellation that arrives before
 -- delivery replace a soft one, so a real cancellation (task:cancel, an
 -- owner's, the shutdown's) never turns into a Timeout. If the work ends on
--- its own before ours is delivered, ours is taken back (core._withdraw).
+-- its own before ours is delivered, ours is taken back (core.withdraw).
 --
 -- Per task we keep the stack of active scopes (nested ones) and which one's
 -- cancellation is pending: an outer scope expiring while an inner one's is

@@ -8,7 +8,7 @@
 -- only); otherwise lines are read plainly from a luv stream (or file reads),
 -- and, when standard input is not a terminal, echoed after their prompt as
 -- `lua -i < file` does.
-local core = require "coil"
+local core = require "coil.core"
 local sync = require "coil.sync"
 local uv = require "luv"
 
@@ -86,7 +86,7 @@ local function plain_reader(kind)
     end
   end
   if self.stream then
-    core._untrack(self.stream)
+    core.untrack(self.stream)
   else
     self.kind = "file" -- no stream for it: plain reads from the thread pool
   end
@@ -204,9 +204,9 @@ local function edit_reader(edit)
   self.edit = edit
   self.poll = uv.new_poll(0)
   if not self.poll then return nil end
-  core._untrack(self.poll)
+  core.untrack(self.poll)
   self.winch = uv.new_signal()
-  core._untrack(self.winch)
+  core.untrack(self.winch)
   self.winch:start("sigwinch", function() edit.resize() end)
   self.winch:unref()
   return self
@@ -446,7 +446,7 @@ local function report_unseen(reader, before_id)
   if not unseen or next(unseen) == nil then return end
   local tasks = {}
   for task in next, unseen do
-    if not before_id or select(3, core._state(task)) < before_id then
+    if not before_id or select(3, core.state(task)) < before_id then
       tasks[#tasks + 1] = task
     end
   end
@@ -459,7 +459,7 @@ local function report_unseen(reader, before_id)
       if type(handler) == "function" then
         local ok, e = pcall(handler, task, err, tb)
         if not ok then
-          core._report("error in the coil.on_error handler: " .. tostring(e))
+          core.report("error in the coil.on_error handler: " .. tostring(e))
         end
       else
         local text = ("coil: task '%s' failed and nobody awaited it: %s")
@@ -529,7 +529,7 @@ function M.run()
   active = true
   local reader = open_reader()
   -- as `python -m asyncio` has asyncio: coil is at hand at the prompt
-  if _G.coil == nil then _G.coil = core end
+  if _G.coil == nil then _G.coil = require "coil" end
   local running -- the statement's task while one runs
   -- Ctrl+C already served by the busy-task hook, which is on only while a
   -- statement runs (never in the console's own code)
@@ -537,7 +537,7 @@ function M.run()
 
   local restore = route_output(reader)
   local sigint = core.on_signal("SIGINT", function()
-    owed = owed + core._interrupt_busy(running ~= nil)
+    owed = owed + core.interrupt_busy(running ~= nil)
     if owed > 0 then
       owed = owed - 1
     elseif running then
@@ -549,19 +549,19 @@ function M.run()
   -- a prepare handle runs before the loop blocks, after the tasks that
   -- could fail have run
   local watch = uv.new_prepare()
-  core._untrack(watch)
+  core.untrack(watch)
   watch:start(function()
     if reader.showing then
       report_unseen(reader)
     elseif running then
-      report_unseen(reader, select(3, core._state(running)))
+      report_unseen(reader, select(3, core.state(running)))
     end
   end)
   watch:unref()
 
   local function finish()
     active = false
-    core._interrupt_busy(false)
+    core.interrupt_busy(false)
     sigint:close()
     if not watch:is_closing() then watch:close() end
     reader:close()
@@ -569,7 +569,7 @@ function M.run()
     if reader.history_file then
       local saved, err = reader.edit.history_save(reader.history_file)
       if not saved then
-        core._report(("console: cannot save the history in %s: %s")
+        core.report(("console: cannot save the history in %s: %s")
           :format(reader.history_file, tostring(err)))
       end
     end
@@ -582,12 +582,12 @@ function M.run()
     if what == "chunk" then
       running = core.spawn(statement_body, chunk)
       running:name "console statement"
-      core._interrupt_busy(true)
+      core.interrupt_busy(true)
       local ok, r = pcall(running.await, running)
-      owed = owed + core._interrupt_busy(false)
+      owed = owed + core.interrupt_busy(false)
       running = nil
       if not ok then
-        if not core.is_cancelled(r) or core._phase() ~= "run" then
+        if not core.is_cancelled(r) or core.phase() ~= "run" then
           error(r, 0)
         end
         out "\n"

@@ -3,11 +3,12 @@
 -- file or directory: /x"); wrong arguments raise. A file opened with
 -- fs.open belongs to the task that opened it and is closed when that task
 -- ends, if it was not closed before.
-local core = require "coil"
+local core = require "coil.core"
+local in_task = core.in_task
 local uv = require "luv"
 require "coil.await"
 
-local await, current, defer = core._await, core.current, core.defer
+local await, current, defer = core.await_request, core.current, core.defer
 local type, error, tostring, pcall = type, error, tostring, pcall
 local setmetatable, getmetatable, pairs = setmetatable, getmetatable, pairs
 local concat, sort = table.concat, table.sort
@@ -21,9 +22,7 @@ local CHUNK = 64 * 1024
 local MAX_READ = 16 * 1024 * 1024
 
 local function need_task(what)
-  if not current() then
-    error("coil: fs." .. what .. " must be called from inside a task", 3)
-  end
+  in_task("fs." .. what, 3)
 end
 
 local function check_string(value, what, name)
@@ -100,9 +99,7 @@ local function check_file(self, what)
     error("coil: file:" .. what .. " expects a file (use file:" .. what .. "(...))", 3)
   end
   if self.closed then error("coil: file:" .. what .. " on a closed file", 3) end
-  if not current() then
-    error("coil: file:" .. what .. " must be called from inside a task", 3)
-  end
+  in_task("file:" .. what, 3)
 end
 
 --- ⏳ Reads up to `n` bytes (default 65536; at most 16 MiB per call) from
@@ -161,7 +158,7 @@ function File:seek(whence, offset)
   elseif math_type(offset) ~= "integer" then
     error("coil: file:seek: offset must be an integer, got " .. tostring(offset), 2)
   end
-  return core._lseek(self.fd, offset, whence)
+  return core.lseek(self.fd, offset, whence)
 end
 
 --- Closes the file (at once; the fd itself once no request uses it). A
@@ -310,12 +307,12 @@ function Watcher:__tostring()
   return ("coil.watcher (%s%s)"):format(self.path, self.closed and ", closed" or "")
 end
 
-local ECANCELED = core._uv_error "ECANCELED"
+local ECANCELED = core.uv_error "ECANCELED"
 
 -- Events pile up until a task takes them: one "change" stands for many.
 local function on_event(self, err, name, events)
   if err then
-    self.err = self.err or core._uv_error(err)
+    self.err = self.err or core.uv_error(err)
   else
     if events.change and not self.pending.change then
       self.pending.change = true
@@ -330,7 +327,7 @@ local function on_event(self, err, name, events)
   local waiter = self.waiter
   if waiter then
     self.waiter = nil
-    core._wake(waiter)
+    core.wake(waiter)
   end
 end
 
@@ -366,8 +363,7 @@ end
 -- @raise when another task waits on it already, or outside a task
 function Watcher:wait()
   check_watcher(self, "wait")
-  local me = current()
-  if not me then error("coil: watcher:wait must be called from inside a task", 2) end
+  local me = in_task("watcher:wait", 2)
   while #self.order == 0 do
     if self.err then return nil, self.err end
     if self.closed then return nil, ECANCELED end
@@ -375,7 +371,7 @@ function Watcher:wait()
       error("coil: watcher:wait: another task is already waiting on this watcher", 2)
     end
     self.waiter = me
-    local ok, err = pcall(core._park)
+    local ok, err = pcall(core.park)
     if self.waiter == me then self.waiter = nil end
     if not ok then error(err, 0) end
   end
@@ -394,7 +390,7 @@ function Watcher:close()
   local waiter = self.waiter
   if waiter then
     self.waiter = nil
-    core._wake(waiter)
+    core.wake(waiter)
   end
   return true
 end

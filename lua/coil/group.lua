@@ -8,16 +8,16 @@
 -- meaning), the children with a Cancelled of the group's. Children are
 -- watched with on_done, which also counts as seeing their errors: what the
 -- group raises is never reported again as an error nobody saw.
-local core = require "coil"
+local core = require "coil.core"
 local C = package.loaded["coil.combinators"]
 
 local error, pcall, setmetatable, getmetatable, tostring, type, pairs, rawequal =
   error, pcall, setmetatable, getmetatable, tostring, type, pairs, rawequal
 local pack, unpack, sort = table.pack, table.unpack, table.sort
 
-local spawn, park, wake, is_cancelled = core.spawn, core._park, core._wake,
+local spawn, park, wake, is_cancelled = core.spawn, core.park, core.wake,
   core.is_cancelled
-local cancel_with, Cancelled = core._cancel, core.Cancelled
+local cancel_with, Cancelled = core.cancel, core.Cancelled
 local enter, expire, leave, stronger = C._enter, C._expire, C._leave, C._stronger
 local need_task, is_callable, shutting_down = C._need_task, C._is_callable,
   C._shutting_down

@@ -1,7 +1,7 @@
 --- Keeps account of every libuv handle the script opens through luv, so the
 -- shutdown can close the ones it forgot (SPEC §3 step 6) and `uv.walk` never
 -- meets coil's own handles (which are not luv's and would crash it).
-local core = require "coil"
+local core = require "coil.core"
 local uv = require "luv"
 
 local pcall, pairs, setmetatable = pcall, pairs, setmetatable
@@ -77,7 +77,7 @@ end
 
 --- Closes every handle still open; called by the shutdown (step 6) and at
 -- the natural end of the run.
-function core._hooks.close_handles()
+function core.hooks.close_handles()
   for handle in pairs(handles) do
     if is_open(handle) then
       if handle.kill and handle.get_pid and not exited[handle] then
@@ -95,7 +95,7 @@ end
 -- a runtime on a host's loop from being deadlocked (the host's own handles
 -- do not count).
 local last_busy -- the handle found busy last time: uv.run asks every turn
-function core._hooks.busy()
+function core.hooks.busy()
   local handle = last_busy
   if handle then
     local ok, active = pcall(handle.is_active, handle)
@@ -112,22 +112,22 @@ function core._hooks.busy()
   return false
 end
 
---- core._record_sites(on): from now on, remember where each handle is
+--- core.record_sites(on): from now on, remember where each handle is
 -- opened (for the test helper's messages; off by default, it costs a stack
 -- walk per handle).
-function core._record_sites(on) record_sites = on and true or false end
+function core.record_sites(on) record_sites = on and true or false end
 
---- core._handle_site(handle) -> "file:line" that opened it, or nil.
-function core._handle_site(handle)
+--- core.handle_site(handle) -> "file:line" that opened it, or nil.
+function core.handle_site(handle)
   local site = handles[handle]
   if site ~= true then return site end
 end
 
---- core._untrack(handle): coil's own helpers' handles are not the script's.
-function core._untrack(handle) handles[handle] = nil end
+--- core.untrack(handle): coil's own helpers' handles are not the script's.
+function core.untrack(handle) handles[handle] = nil end
 
 --- Open handles, for the test helpers: a list of handles.
-function core._open_handles()
+function core.open_handles()
   local list = {}
   for handle in pairs(handles) do
     if is_open(handle) then list[#list + 1] = handle end

@@ -7,7 +7,7 @@
 -- error are written with fs requests, one at a time and in order, so the
 -- descriptors keep their blocking mode and print() / io.write go on
 -- working beside them.
-local core = require "coil"
+local core = require "coil.core"
 local uv = require "luv"
 local stream_mod = require "coil.stream"
 
@@ -51,7 +51,7 @@ local function issue_read(self)
 end
 
 function Fd:read_start(cb)
-  if not self.readable then return nil, core._uv_error "EBADF" .. " (not readable)" end
+  if not self.readable then return nil, core.uv_error "EBADF" .. " (not readable)" end
   self.on_read, self.reading = cb, true
   if self.busy then return true end
   return issue_read(self)
@@ -67,7 +67,7 @@ local pump
 -- standard input that libuv made non-blocking): try again shortly.
 local function retry_later(self)
   local timer = uv.new_timer()
-  core._untrack(timer)
+  core.untrack(timer)
   timer:start(5, 0, function()
     timer:close()
     pump(self)
@@ -102,7 +102,7 @@ function pump(self)
 end
 
 function Fd:write(data, cb)
-  if self.closing then return nil, core._uv_error "EPIPE" end
+  if self.closing then return nil, core.uv_error "EPIPE" end
   self.wtail = self.wtail + 1
   self.writes[self.wtail] = { data = data, cb = cb }
   if not self.writing then pump(self) end
@@ -125,7 +125,7 @@ local function make(fd, name)
       if not handle:open(fd) then handle:close() handle = nil end
     end
     -- the standard streams last as long as the run: not the script's
-    if handle then core._untrack(handle) end
+    if handle then core.untrack(handle) end
   end
   local s = stream_mod.new(handle or new_fd(fd, fd == 0), name, false)
   if handle then
@@ -133,7 +133,7 @@ local function make(fd, name)
     -- shell's next command) share that flag: give it back on close
     s.close = function(self)
       local ok, err = stream_mod.Stream.close(self)
-      core._fd_blocking(fd)
+      core.fd_blocking(fd)
       return ok, err
     end
   end
@@ -141,8 +141,8 @@ local function make(fd, name)
   return s
 end
 
-local close_handles = core._hooks.close_handles
-function core._hooks.close_handles(...)
+local close_handles = core.hooks.close_handles
+function core.hooks.close_handles(...)
   for name, s in pairs(open) do
     open[name] = nil
     pcall(s.close, s)

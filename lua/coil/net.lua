@@ -1,14 +1,15 @@
 --- coil.net: TCP clients and servers as awaiting calls, over IPv4 and IPv6,
 -- names resolved by libuv's resolver (uv_getaddrinfo). Connections are
 -- coil.stream streams (lua/coil/stream.lua).
-local core = require "coil"
+local core = require "coil.core"
+local in_task = core.in_task
 local uv = require "luv"
 require "coil.await"
 local stream_mod = require "coil.stream"
 
-local await, uv_error = core._await, core._uv_error
-local current, spawn, defer = core.current, core.spawn, core.defer
-local park, wake = core._park, core._wake
+local await, uv_error = core.await_request, core.uv_error
+local spawn, defer = core.spawn, core.defer
+local park, wake = core.park, core.wake
 local ECANCELED = uv_error "ECANCELED"
 local type, error, pcall, tostring, ipairs, pairs =
   type, error, pcall, tostring, ipairs, pairs
@@ -81,7 +82,7 @@ end
 -- service", …). The stream is the caller's to close (stream:close() or a
 -- `<close>` variable); the shutdown closes any left open.
 function M.connect(host, port)
-  if not current() then error("coil: net.connect must be called from inside a task", 2) end
+  in_task("net.connect", 2)
   check_host(host, "connect")
   check_port(port, "connect")
   local addrs, err = resolve(host)
@@ -116,7 +117,7 @@ end
 -- any on_shutdown hook).
 local servers = {}
 
-core._on_stop_intake(function()
+core.on_stop_intake(function()
   local list = {}
   for server in pairs(servers) do list[#list + 1] = server end
   for _, server in ipairs(list) do server:close() end
@@ -130,7 +131,7 @@ local function untrack(server) servers[server] = nil end
 -- Accepting ---------------------------------------------------------------
 --
 -- coil accepts by itself (a poll handle on the listening socket, accept4 in
--- coil._accept) rather than through uv_listen: when the process runs out of
+-- coil_core.accept) rather than through uv_listen: when the process runs out of
 -- file descriptors, libuv's listener accepts and closes the waiting
 -- connections with a descriptor it keeps in reserve, without telling
 -- anyone. coil instead stops polling: the connections wait in the kernel's
@@ -161,7 +162,7 @@ local function pause(self, err)
   end
   if not self.starved then
     self.starved = true
-    core._report(("%s: out of file descriptors (%s): pausing accepts until one is free")
+    core.report(("%s: out of file descriptors (%s): pausing accepts until one is free")
                  :format(tostring(self), err))
   end
 end
@@ -169,27 +170,27 @@ end
 local function accept_ready(self)
   for _ = 1, ACCEPT_BATCH do
     if self.closed or self.paused then return end
-    local fd, err = core._accept(self.fd)
+    local fd, err = core.accept(self.fd)
     if not fd then
       if err:match "^EAGAIN" or err:match "^EWOULDBLOCK" then return end
       if err:match "^ECONNABORTED" or err:match "^EINTR" then goto continue end
       if err:match "^E[MN]FILE" or err:match "^ENOBUFS" or err:match "^ENOMEM" then
         return pause(self, err)
       end
-      core._report(("%s: accepting a connection failed: %s"):format(tostring(self), err))
+      core.report(("%s: accepting a connection failed: %s"):format(tostring(self), err))
       return
     end
     do
       if self.starved then
         self.starved = false
-        core._report(("%s: accepting again"):format(tostring(self)))
+        core.report(("%s: accepting again"):format(tostring(self)))
       end
       local client = self.new_client()
       local ok, e = client:open(fd)
       if not ok then
         client:close()
-        core._close_fd(fd)
-        core._report(("%s: accepting a connection failed: %s"):format(tostring(self), e))
+        core.close_fd(fd)
+        core.report(("%s: accepting a connection failed: %s"):format(tostring(self), e))
         return
       end
       local name = self.peer_name(client)
@@ -212,7 +213,7 @@ local function tcp_peer(tcp) return address_name(tcp:getpeername()) end
 -- Makes a server of a bound socket handle: listens and starts accepting.
 local function new_server(handle, handler, name, backlog, new_client, peer_name)
   local fd = handle:fileno()
-  local ok, err = core._listen(fd, backlog)
+  local ok, err = core.listen(fd, backlog)
   if not ok then return nil, err end
   local self = setmetatable({ handle = handle, handler = handler, closed = false,
                               name = name, new_client = new_client, fd = fd,
@@ -220,7 +221,7 @@ local function new_server(handle, handler, name, backlog, new_client, peer_name)
                               poll = uv.new_socket_poll(fd), retry = uv.new_timer() }, Server)
   self.on_poll = function(e)
     if e then
-      core._report(("%s: polling for connections failed: %s"):format(tostring(self), e))
+      core.report(("%s: polling for connections failed: %s"):format(tostring(self), e))
     else
       accept_ready(self)
     end
@@ -268,7 +269,7 @@ local BACKLOG = 511 -- as Node: the kernel caps it at somaxconn
 -- length of the queue of connections not yet accepted (default 511).
 -- @raise on a bad host, port, handler or option (an unknown one too)
 function M.listen(host, port, handler, opts)
-  if not current() then error("coil: net.listen must be called from inside a task", 2) end
+  in_task("net.listen", 2)
   check_host(host, "listen")
   check_port(port, "listen")
   if type(handler) ~= "function" then
@@ -281,7 +282,7 @@ function M.listen(host, port, handler, opts)
     -- with a family the socket exists at once, so options go on before bind
     local tcp = uv.new_tcp(ip:find(":", 1, true) and "inet6" or "inet")
     local ok, e = true, nil
-    if opts.reuseport then ok, e = core._reuseport(tcp:fileno()) end
+    if opts.reuseport then ok, e = core.reuseport(tcp:fileno()) end
     if ok then ok, e = tcp:bind(ip, port) end
     if ok then
       -- libuv keeps an EADDRINUSE from bind for uv_listen, which coil does
@@ -320,7 +321,7 @@ function M.listen_fd(fd, handler, opts)
     error("coil: net.listen_fd: handler must be a function, got " .. type(handler), 2)
   end
   opts = check_opts(opts, { backlog = "number" }, "listen_fd")
-  local family, kind = core._socket_info(fd)
+  local family, kind = core.socket_info(fd)
   if not family then return nil, kind end
   if kind ~= "stream" or family == "other" then
     return nil, uv_error "ENOTSUP" .. " (fd " .. fd .. " is not a stream socket)"
@@ -394,7 +395,7 @@ end
 -- domain stream socket ("ENOENT: no such file or directory",
 -- "ECONNREFUSED: connection refused" when nobody listens there).
 function M.connect_unix(path)
-  if not current() then error("coil: net.connect_unix must be called from inside a task", 2) end
+  in_task("net.connect_unix", 2)
   check_path(path, "connect_unix")
   local pipe = uv.new_pipe(false)
   local closer = function() if not pipe:is_closing() then pipe:close() end end
@@ -482,7 +483,7 @@ end
 --- net.udp(host, port) ⏳ -> socket, or nil, err: a UDP socket bound to
 -- host:port (port 0: any free port; see socket:address()).
 function M.udp(host, port)
-  if not current() then error("coil: net.udp must be called from inside a task", 2) end
+  in_task("net.udp", 2)
   check_host(host, "udp")
   check_port(port, "udp")
   local addrs, err = resolve(host)
@@ -525,8 +526,7 @@ end
 -- @raise when another task is receiving on it already
 function Udp:recv()
   check_udp(self, "recv")
-  local me = current()
-  if not me then error("coil: udp:recv must be called from inside a task", 2) end
+  local me = in_task("udp:recv", 2)
   while self.head > self.tail do
     if self.receiver then
       error("coil: udp:recv: another task is already receiving on this socket", 2)

@@ -9,17 +9,18 @@
 -- on_shutdown hooks); when the handles are closed (step 6: the cleanup is
 -- over, or the grace ran out, or a second Ctrl+C forced it) any still
 -- running gets SIGKILL. A task cancelled in wait() terminates the child.
-local core = require "coil"
+local core = require "coil.core"
+local in_task = core.in_task
 local uv = require "luv"
 local net = require "coil.net"
 local sync = require "coil.sync"
 require "coil.await"
 require "coil.combinators"
 
-local uv_error, current = core._uv_error, core.current
+local uv_error = core.uv_error
 local fifo, wait_in, wake_first = sync.fifo, sync.wait_in, sync.wake_first
-local type, error, pcall, tostring, ipairs, pairs, next =
-  type, error, pcall, tostring, ipairs, pairs, next
+local type, error, pcall, tostring, ipairs, pairs =
+  type, error, pcall, tostring, ipairs, pairs
 local setmetatable, getmetatable = setmetatable, getmetatable
 local sort, concat = table.sort, table.concat
 local math_type = math.type
@@ -60,13 +61,13 @@ local function signal_child(self, signum)
   return self.handle:kill(signum)
 end
 
-core._on_stop_intake(function()
+core.on_stop_intake(function()
   for child in pairs(running) do pcall(signal_child, child, SIGNALS.SIGTERM) end
 end)
 
 -- Step 6 kills the child itself (coil.handles); its group goes first.
-local close_handles = core._hooks.close_handles
-function core._hooks.close_handles(...)
+local close_handles = core.hooks.close_handles
+function core.hooks.close_handles(...)
   for child in pairs(running) do
     if child.group then pcall(uv.kill, -child.pid, SIGNALS.SIGKILL) end
   end
@@ -232,8 +233,8 @@ local function terminate(self, me)
   pcall(signal_child, self, SIGNALS.SIGTERM)
   -- <close>: a task closed by force never reaches the end of this function
   local timer <close> = setmetatable({ handle = uv.new_timer() }, closing_timer)
-  core._untrack(timer.handle)
-  timer.handle:start(math.floor(core._grace() * 1000 + 0.5), 0, function()
+  core.untrack(timer.handle)
+  timer.handle:start(math.floor(core.grace() * 1000 + 0.5), 0, function()
     pcall(signal_child, self, SIGNALS.SIGKILL)
   end)
   local killed = false
@@ -254,8 +255,7 @@ end
 function Process:wait()
   check_process(self, "wait")
   if self.code == nil then
-    local me = current()
-    if not me then error("coil: process:wait must be called from inside a task", 2) end
+    local me = in_task("process:wait", 2)
     local ok, err = pcall(function()
       repeat wait_in(self.waiters, me) until self.code ~= nil
     end)
@@ -311,8 +311,7 @@ end
 -- terminated as for wait(); raises on bad arguments as spawn does
 function M.run(cmd, args, opts)
   opts = check_args(cmd, args, opts, "run", RUN_OPTS)
-  local me = current()
-  if not me then error("coil: process.run must be called from inside a task", 2) end
+  in_task("process.run", 2)
   local input = opts.input
   if input ~= nil and type(input) ~= "string" then
     bad("run", "opts.input must be a string, got " .. type(input))

@@ -2,12 +2,12 @@
 -- a module that awaits while it loads needs this one. Same protocol as the
 -- stock one (package.loaded, package.searchers, loader(name, extra)); a
 -- second task requiring a module that is still loading waits for it.
-local core = require "coil"
+local core = require "coil.core"
 
 local package, type, error, setmetatable, tostring, select =
   package, type, error, setmetatable, tostring, select
 local concat = table.concat
-local current, park, wake = core.current, core._park, core._wake
+local current, park, wake = core.current, core.park, core.wake
 
 local loading = {} -- name -> list of tasks waiting for it
 
@@ -50,7 +50,7 @@ local function require(...)
       -- however the loader ends, tasks waiting for this module go on
       local _ <close> = setmetatable({}, { __close = function()
         loading[name] = nil
-        for i = 1, #list do wake(list[i]) end
+        for j = 1, #list do wake(list[j]) end
       end })
       local result = loader(name, extra)
       if result ~= nil then loaded[name] = result

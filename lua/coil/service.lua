@@ -2,11 +2,11 @@
 -- systemd's notify protocol (READY=1, STATUS=, STOPPING=1; the watchdog
 -- ping runs in C from the loop) and socket activation. Without
 -- NOTIFY_SOCKET / LISTEN_FDS every call is a harmless no-op.
-local core = require "coil"
+local core = require "coil.core"
 
 local type, tonumber, ipairs, error, find = type, tonumber, ipairs, error, string.find
 local getenv = os.getenv
-local notify = core._notify
+local notify = core.notify
 
 local M = {}
 
@@ -52,7 +52,7 @@ local fds, names
 -- @return a list of file descriptors (possibly empty), and a list of their
 -- names (LISTEN_FDNAMES; "unknown" where none was given)
 function M.listen_fds()
-  if not fds then fds, names = core._listen_fds() end
+  if not fds then fds, names = core.listen_fds() end
   local a, b = {}, {}
   for i = 1, #fds do a[i], b[i] = fds[i], names[i] end
   return a, b
@@ -66,7 +66,7 @@ end
 -- Step 1 of the shutdown tells the manager we are stopping (with the time
 -- the grace may take, when it outlasts the watchdog).
 if getenv "NOTIFY_SOCKET" then
-  core._on_stop_intake(function() core._notify_stopping() end)
+  core.on_stop_intake(function() core.notify_stopping() end)
 end
 
 -- A worker that starts listening is up for the supervisor, as if it had

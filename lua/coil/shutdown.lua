@@ -1,13 +1,13 @@
 --- The Lua side of the shutdown sequence (SPEC §3): the stopping() event, the
 -- on_shutdown hooks and the driver task that runs them (step 2), on_signal,
 -- and the task dump.
-local core = require "coil"
+local core = require "coil.core"
 local sync = require "coil.sync"
 local uv = require "luv"
 
-local hooks = core._hooks
+local hooks = core.hooks
 local spawn, is_cancelled = core.spawn, core.is_cancelled
-local setmetatable, pcall, ipairs, pairs, tostring = setmetatable, pcall, ipairs, pairs, tostring
+local setmetatable, pcall, ipairs, tostring = setmetatable, pcall, ipairs, tostring
 local format, concat = string.format, table.concat
 
 local check_self = sync.check_self
@@ -15,10 +15,10 @@ local stopping = sync.event()
 local shutdown_hooks = {}
 local intake_stoppers = {}
 
---- core._on_stop_intake(fn): fn() is called, as a plain function, at the very
+--- core.on_stop_intake(fn): fn() is called, as a plain function, at the very
 -- start of step 2, before any on_shutdown hook: listeners stop accepting,
 -- children are sent SIGTERM.
-function core._on_stop_intake(fn)
+function core.on_stop_intake(fn)
   intake_stoppers[#intake_stoppers + 1] = fn
 end
 
@@ -65,7 +65,7 @@ function hooks.drive()
   for _, stop in ipairs(intake_stoppers) do
     local ok, err = pcall(stop)
     if not ok and not is_cancelled(err) then
-      core._report("stopping intake failed: " .. tostring(err))
+      core.report("stopping intake failed: " .. tostring(err))
     end
   end
   while #shutdown_hooks > 0 do
@@ -74,10 +74,10 @@ function hooks.drive()
     task:name("on_shutdown hook")
     local ok, err = pcall(task.await, task)
     if not ok and not is_cancelled(err) then
-      core._report("an on_shutdown hook failed: " .. tostring(err))
+      core.report("an on_shutdown hook failed: " .. tostring(err))
     end
   end
-  core._cancel_all()
+  core.cancel_all()
 end
 
 -- Signals --------------------------------------------------------------
@@ -99,7 +99,7 @@ function SignalHandle:close()
   end
   if #list == 0 then
     handlers[self.name] = nil
-    core._override(self.name, false)
+    core.override(self.name, false)
     -- the watcher belongs to the name, not to the handle that opened it
     local sig = watchers[self.name]
     watchers[self.name] = nil
@@ -119,7 +119,7 @@ hooks.dispatch_signal = dispatch
 --- coil.on_signal(name, fn) -> handle: fn(name) runs as a task on each such
 -- signal. For SIGINT/SIGTERM/SIGHUP it replaces the default shutdown.
 function core.on_signal(name, fn)
-  if type(name) ~= "string" or not core._signum(name) then
+  if type(name) ~= "string" or not core.signum(name) then
     error("coil: on_signal: unknown signal " .. tostring(name), 2)
   end
   if type(fn) ~= "function" then
@@ -131,7 +131,7 @@ function core.on_signal(name, fn)
   if not list then
     list = {}
     handlers[name] = list
-    if not core._override(name, true) and name ~= "SIGUSR1" then
+    if not core.override(name, true) and name ~= "SIGUSR1" then
       local sig = uv.new_signal()
       sig:start(name:lower(), function() dispatch(name) end)
       sig:unref()
@@ -156,11 +156,11 @@ function core.dump()
   local now = core.now()
   local lines = { format("task dump: %d task(s)", #tasks) }
   for _, task in ipairs(tasks) do
-    local state, wait, _, started = core._state(task)
+    local state, wait, _, started = core.state(task)
     if wait ~= "" then state = state .. " in " .. wait end
     lines[#lines + 1] = format("task '%s' (%s, age %.1f s)", task:name(),
                                state, now - started)
-    local tb = core._traceback(task)
+    local tb = core.traceback(task)
     if tb ~= "" then
       lines[#lines + 1] = "  " .. tb:gsub("\n", "\n  ")
     end
@@ -169,7 +169,7 @@ function core.dump()
 end
 
 function hooks.usr1()
-  core._report(core.dump())
+  core.report(core.dump())
   dispatch "SIGUSR1"
 end
 

@@ -9,12 +9,13 @@
 -- its data is queued while less than the high-water mark waits to go out,
 -- and waits otherwise, so a slow reader makes the writer wait and memory
 -- stays bounded; drain() waits until everything is written.
-local core = require "coil"
+local core = require "coil.core"
+local in_task = core.in_task
 local sync = require "coil.sync"
 require "coil.await"
 
-local uv_error = core._uv_error
-local current, park, wake = core.current, core._park, core._wake
+local uv_error = core.uv_error
+local current, park, wake = core.current, core.park, core.wake
 local type, error, pcall, tostring = type, error, pcall, tostring
 local setmetatable, getmetatable = setmetatable, getmetatable
 local concat = table.concat
@@ -95,9 +96,7 @@ local function check_stream(self, what)
     error("coil: stream:" .. what .. " expects a stream (use stream:" .. what .. "(...))", 3)
   end
   if self.closed then error("coil: stream:" .. what .. " on a closed stream", 3) end
-  if not current() then
-    error("coil: stream:" .. what .. " must be called from inside a task", 3)
-  end
+  in_task("stream:" .. what, 3)
 end
 
 -- Waits for more data; false at the end, on an error or once closed.

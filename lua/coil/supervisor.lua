@@ -9,14 +9,14 @@
 -- that died on its own with a growing delay; and on SIGUSR2 replaces the
 -- workers one at a time, each new one up before the old one is asked to
 -- stop. The supervisor runs no script code itself.
-local core = require "coil"
+local core = require "coil.core"
 local uv = require "luv"
 local service = require "coil.service"
 
 local pairs, ipairs, next, pcall, tonumber, tostring = pairs, ipairs, next, pcall, tonumber, tostring
 local loadfile = loadfile
 local format, min = string.format, math.min
-local spawn, sleep, event, report = core.spawn, core.sleep, core.event, core._report
+local spawn, sleep, event, report = core.spawn, core.sleep, core.event, core.report
 
 -- How long a replacement may take to come up before it is given up.
 local UP_TIMEOUT = 60
@@ -105,7 +105,7 @@ return function(argv, script, _, _, windex)
     end
   end
 
-  local fd, address = core._notify_listen()
+  local fd, address = core.notify_listen()
   if not fd then
     report("--workers: cannot open the notify socket: " .. address)
     return 1
@@ -121,7 +121,7 @@ return function(argv, script, _, _, windex)
   local poll = uv.new_socket_poll(fd)
   poll:start("r", function()
     while true do
-      local text, pid = core._notify_recv(fd)
+      local text, pid = core.notify_recv(fd)
       if not text then break end
       local w = by_pid[pid]
       if w and text:match "%f[^\n%z]READY=1%f[\n%z]" then
@@ -282,7 +282,7 @@ return function(argv, script, _, _, windex)
       if not f then return end
       for pid in f:read("a"):gmatch "%d+" do
         pid = tonumber(pid)
-        if not by_pid[pid] then core._reap(pid) end
+        if not by_pid[pid] then core.reap(pid) end
       end
       f:close()
     end)
@@ -316,8 +316,8 @@ return function(argv, script, _, _, windex)
   reload:close()
   if chld then chld:close() end
   poll:close()
-  core._close_fd(fd)
+  core.close_fd(fd)
   all_up:cancel()
   if bound then bound:cancel() end
-  core._end_by_signal(stopping or "SIGTERM")
+  core.end_by_signal(stopping or "SIGTERM")
 end

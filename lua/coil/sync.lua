@@ -1,10 +1,11 @@
 --- Synchronisation primitives: events, queues, semaphores and locks.
 -- Waiters are served in FIFO order and a cancelled waiter leaves no trace:
 -- it never swallows a set, an item or a permit. The rule behind it: a waiter
--- is only ever handed something through core._wake, which refuses a task
+-- is only ever handed something through core.wake, which refuses a task
 -- that is no longer parked (already woken, or cancelled and not yet run);
 -- the giver then hands the thing to the next waiter, or keeps it.
-local core = require "coil"
+local core = require "coil.core"
+local in_task = core.in_task
 
 local setmetatable, error, pcall, type, tostring, rawget =
   setmetatable, error, pcall, type, tostring, rawget
@@ -12,14 +13,12 @@ local setmetatable, error, pcall, type, tostring, rawget =
 -- object's must not pass for one
 local getmetatable = debug.getmetatable
 local huge, floor = math.huge, math.floor
-local current, park, wake = core.current, core._park, core._wake
+local park, wake = core.park, core.wake
 
 local M = {}
 
 local function need_task(what)
-  local me = current()
-  if not me then error("coil: " .. what .. " must be called from inside a task", 3) end
-  return me
+  return in_task(what, 3)
 end
 
 --- The name a value goes by in messages: its metatable's __name, else its
@@ -343,7 +342,7 @@ local function semaphore_methods(mt, what)
       error("coil: " .. n_with .. " expects a function, got " .. type(fn), 2)
     end
     self:acquire()
-    local guard <close> = self._guard
+    local guard <close> = self._guard -- luacheck: ignore (held for its __close)
     return fn(...)
   end
 

@@ -3,10 +3,11 @@
 -- copied as by string.dump (it may use globals, not upvalues); arguments
 -- and results are copied (nil, booleans, integers, floats, strings, and
 -- tables of those). The C half is src/thread.c.
-local core = require "coil"
+local core = require "coil.core"
+local in_task = core.in_task
 local uv = require "luv"
 
-local current, park, wake = core.current, core._park, core._wake
+local current, park, wake = core.current, core.park, core.wake
 local type, error, pcall = type, error, pcall
 local pack, unpack = table.pack, table.unpack
 local dump = string.dump
@@ -40,14 +41,14 @@ local function wait_stopped(state)
     __close = function(t)
       if not t.handle:is_closing() then t.handle:close() end
       if not state.done then
-        core._report("a coil.thread did not stop within the grace (stuck in a C call?); "
+        core.report("a coil.thread did not stop within the grace (stuck in a C call?); "
                      .. "abandoned, it goes on running in the thread pool")
       end
     end,
   })
-  core._untrack(timer.handle)
+  core.untrack(timer.handle)
   local me = current()
-  timer.handle:start(floor(core._grace() * 1000 + 0.5), 0, function()
+  timer.handle:start(floor(core.grace() * 1000 + 0.5), 0, function()
     state.timed_out = true
     if state.waiting then wake(me) end
   end)
@@ -66,11 +67,10 @@ end
 -- (with a `coil: ` line) once the grace is over. Raises at once if fn has
 -- upvalues or an argument cannot be copied.
 local function thread(fn, ...)
-  local me = current()
-  if not me then error("coil: thread must be called from inside a task", 2) end
+  local me = in_task("thread", 2)
   check_fn(fn)
   local state = { done = false, waiting = false, results = nil }
-  local started, job = pcall(core._thread_start, function(...)
+  local started, job = pcall(core.thread_start, function(...)
     state.done, state.results = true, pack(...)
     if state.waiting then wake(me) end
   end, dump(fn), ...)
@@ -86,7 +86,7 @@ local function thread(fn, ...)
   if not ok then
     -- the callback may have come between the cancellation and now: the job
     -- is freed then, and there is nothing left to stop
-    if not state.done then core._thread_cancel(job) end
+    if not state.done then core.thread_cancel(job) end
     wait_stopped(state)
     error(err, 0)
   end

@@ -3,13 +3,13 @@
 -- `uv.run()` suspends the task until nothing of the script's would keep a
 -- plain luv loop alive, or until `uv.stop()`; outside coil's loop (stock Lua
 -- before or after `coil.run`) luv's own functions run unchanged.
-local core = require "coil"
+local core = require "coil.core"
 local uv = require "luv"
 
-local pairs, ipairs, next, error, type = pairs, ipairs, next, error, type
+local pairs, ipairs, next, error = pairs, ipairs, next, error
 local current, park, wake, state, tasks, loop_info =
-  core.current, core._park, core._wake, core._state, core.tasks,
-  core._loop_info
+  core.current, core.park, core.wake, core.state, core.tasks,
+  core.loop_info
 
 local uv_run, uv_stop, uv_loop_alive, uv_loop_close, loop_mode =
   uv.run, uv.stop, uv.loop_alive, uv.loop_close, uv.loop_mode
@@ -19,7 +19,7 @@ local MODES = { default = true, once = true, nowait = true }
 local waiters = {}      -- task -> {mode =, seen = callback count}
 local stop_pending = false
 local prepare            -- runs before each poll while a uv.run waits
-local busy = core._hooks.busy -- the script's handles keep the loop alive
+local busy = core.hooks.busy -- the script's handles keep the loop alive
 
 --- Whether coil drives the loop now (the `coil` command, coil.run, a host's
 -- loop): luv's context then names a run mode.
@@ -78,7 +78,7 @@ local function wait(mode)
   if not loop_alive() and not others_can_run() then return false end
   if not prepare or prepare:is_closing() then
     prepare = uv.new_prepare()
-    core._untrack(prepare) -- coil's, not the script's
+    core.untrack(prepare) -- coil's, not the script's
   end
   local me = current()
   local _, callbacks = loop_info()
@@ -132,7 +132,7 @@ end
 -- this answers as luv would for the script's handles, and closes nothing.
 function uv.loop_close()
   if coil_runs_loop() or current() then
-    if loop_alive() or #core._open_handles() > 0 then
+    if loop_alive() or #core.open_handles() > 0 then
       return nil, "EBUSY: resource busy or locked", "EBUSY"
     end
     return 0
@@ -142,13 +142,13 @@ end
 
 --- A uv.run waiting is not a deadlock: the prepare handle wakes it on the
 -- next turn of the loop if nothing is left.
-function core._hooks.busy()
+function core.hooks.busy()
   return next(waiters) ~= nil or busy()
 end
 
 --- The prepare handle goes with the script's handles at the end of a run.
-local close_handles = core._hooks.close_handles
-function core._hooks.close_handles(...)
+local close_handles = core.hooks.close_handles
+function core.hooks.close_handles(...)
   if prepare and not prepare:is_closing() then
     wake_all(false)
     prepare:close()

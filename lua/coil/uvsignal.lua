@@ -4,7 +4,7 @@
 -- handler for the whole process and, once stopped, reset the signal to its
 -- default action; so such a watcher is never started in libuv: coil's
 -- handler dispatches to it instead. Other signals go to libuv unchanged.
-local core = require "coil"
+local core = require "coil.core"
 local uv = require "luv"
 
 local setmetatable, getmetatable, type = setmetatable, getmetatable, type

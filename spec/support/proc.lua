@@ -3,6 +3,7 @@
 -- output, waits for a line (the "ready" protocol), sends real signals, and
 -- waits for its end with a time limit.
 local coil = require "coil"
+local coil_core = require "coil.core"
 local uv = require "luv"
 
 local M = {}
@@ -14,7 +15,7 @@ Proc.__index = Proc
 local function changed(self)
   local waiting = self.waiting
   self.waiting = {}
-  for _, task in ipairs(waiting) do coil._wake(task) end
+  for _, task in ipairs(waiting) do coil_core.wake(task) end
 end
 
 -- Waits until check() is true or `limit` seconds passed; returns check().
@@ -26,9 +27,9 @@ local function wait_until(self, check, limit)
     while not check() and uv.now() < deadline do
       self.waiting[#self.waiting + 1] = me
       timer:start(math.max(1, math.floor(deadline - uv.now())), 0, function()
-        coil._wake(me)
+        coil_core.wake(me)
       end)
-      coil._park()
+      coil_core.park()
       timer:stop()
     end
   end)
