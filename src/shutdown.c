@@ -389,8 +389,17 @@ void coil__teardown(coil_runtime *rt) {
 /* Advances the §3 sequence as far as what was requested and the state of
  * the tasks allow. The only writer of rt->run.phase. Re-entrant calls (Lua
  * code run by a step asking for more) return; the outer call goes on. */
+/* The common case, after every drain of the ready queue: the run goes on
+ * and nothing was asked of the step (tested before calling it, where it
+ * runs on every loop turn). */
+static inline int nothing_asked(const coil_run_state *run) {
+  return run->phase == PHASE_RUN && !run->requested && !run->force_wanted &&
+         !run->close_wanted;
+}
+
 void coil__shutdown_step(coil_runtime *rt) {
   coil_run_state *run = &rt->run;
+  if (nothing_asked(run)) return;
   if (run->stepping) return;
   run->stepping = 1;
   for (;;) {
@@ -552,7 +561,7 @@ static void check_quiescent(coil_runtime *rt) {
 static void on_check(uv_check_t *h) {
   coil_runtime *rt = (coil_runtime *)h->data;
   int emptied = coil__run_ready(rt);
-  coil__shutdown_step(rt);
+  if (!nothing_asked(&rt->run)) coil__shutdown_step(rt);
   if (emptied && rt->L) check_quiescent(rt);
 }
 
