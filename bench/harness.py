@@ -341,7 +341,10 @@ def run_once(peer, w, n, timeout, load=None):
             if len(first) != 2 or first[0] != b"READY" or not first[1].isdigit():
                 raise Failed(f"first line {line[:60]!r}, not READY <port>")
             rec["rps"], rec["requests"] = echo_load(int(first[1]), n, load)
-            os.kill(pid, signal.SIGTERM)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                raise Failed("the server ended during the load")
         pump(lambda: buf[rfd].count(b"\n") >= 2 or rfd not in live, "the exit")
         if buf[rfd].count(b"\n") < 2:
             raise Failed("the launcher ended without a report")

@@ -24,6 +24,8 @@ local function echo(con)
 end
 
 cq:wrap(function()
-  for con in server:clients() do cq:wrap(echo, con) end
+  -- a connection's error (a reset at the end of the load) ends that
+  -- connection only, not cq:loop() and the server
+  for con in server:clients() do cq:wrap(pcall, echo, con) end
 end)
 assert(cq:loop())
