@@ -27,9 +27,9 @@ extern "C" {
 #endif
 
 #define COIL_VERSION_MAJOR 0
-#define COIL_VERSION_MINOR 1
+#define COIL_VERSION_MINOR 2
 #define COIL_VERSION_PATCH 0
-#define COIL_VERSION_STRING "0.1.0"
+#define COIL_VERSION_STRING "0.2.0"
 
 /* coil's own codes lie below libuv's whole error space (UV_ERRNO_MAX), so
  * that no COIL_E* is ever taken for a libuv error. */
@@ -164,7 +164,7 @@ COIL_EXTERN const char *coil_strerror(int code);
  * Flushes stdio first. Never returns. */
 COIL_EXTERN void coil_die_by_signal(int signo);
 
-/* "coil 0.1.0, Lua 5.4.4, libuv 1.44.2, luv 1.44.2" */
+/* "coil 0.2.0, Lua 5.4.4, libuv 1.44.2, luv 1.44.2" */
 COIL_EXTERN const char *coil_version_string(void);
 
 #ifdef __cplusplus

@@ -7,8 +7,9 @@ rockspec_format = "3.0"
 package = "coil"
 version = "scm-1"
 
--- `luarocks make` builds the working tree and never fetches this; the real
--- repository's address goes here once the project publishes one.
+-- The source is the working tree: `luarocks make` builds the checkout it is
+-- run from and never fetches this URL. A release published somewhere gets
+-- its own rockspec with that archive's address; none is named here.
 source = {
   url = "git+file:///dev/null",
 }
@@ -21,9 +22,7 @@ sleep, spawn, gather, race, timeouts and cancellation, cleanup that may
 await, and a clean shutdown on Ctrl+C. `coil.run(fn)` runs a task from stock
 Lua; `require "coil.busted"` gives busted asynchronous tests that fail on
 leaked tasks, open handles and errors nobody saw.]],
-  -- no license has been chosen yet (there is no LICENSE file): until one
-  -- is, all rights are reserved
-  license = "UNLICENSED",
+  license = "MIT", -- see LICENSE
   labels = { "async", "libuv", "luv", "coroutines", "busted" },
 }
 
@@ -41,13 +40,22 @@ external_dependencies = {
 
 build = {
   type = "cmake",
+  -- LuaRocks' own idea of the Lua to build for, passed on as luv's rockspec
+  -- does; CMakeLists.txt uses them instead of pkg-config and checks that
+  -- they are Lua 5.4
   variables = {
     CMAKE_BUILD_TYPE = "Release",
     CMAKE_INSTALL_PREFIX = "$(PREFIX)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    LUA_LIBDIR = "$(LUA_LIBDIR)",
+    LUA_LIBFILE = "$(LUALIB)",
+    LUA = "$(LUA)",
     -- the module straight into the rock's lib/, which luarocks deploys
-    COIL_LUA_CMOD_DIR = "$(LIBDIR)",
+    LIBDIR = "$(LIBDIR)",
+    LUADIR = "$(LUADIR)",
     -- the C library and coil.pc apart from it, so they are not deployed as
     -- Lua modules
     CMAKE_INSTALL_LIBDIR = "clib",
   },
+  copy_directories = { "docs", "man", "types" },
 }

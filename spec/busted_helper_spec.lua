@@ -7,6 +7,7 @@
 -- and those that time out, fail with the leaked thing named, and the test
 -- after each failing one passes: the helper cleaned up after it.
 local proc = require "spec.support.proc"
+local stock = require "spec.support.stock"
 local json = require "dkjson"
 local uv = require "luv"
 
@@ -32,28 +33,13 @@ local function which(name)
   error(name .. " is not on PATH", 2)
 end
 
--- A sanitized coil.so only loads into stock lua5.4 behind the sanitizers'
--- runtimes.
-local function stock_env()
-  if not os.getenv "COIL_SANITIZED" then return nil end
-  local libs = {}
-  for _, lib in ipairs { "libasan.so", "libubsan.so" } do
-    local p = assert(io.popen("gcc -print-file-name=" .. lib))
-    libs[#libs + 1] = p:read "l"
-    p:close()
-  end
-  return { "PATH=" .. os.getenv "PATH", "HOME=" .. (os.getenv "HOME" or "/"),
-           "LD_PRELOAD=" .. table.concat(libs, " "),
-           "ASAN_OPTIONS=" .. (os.getenv "ASAN_OPTIONS" or "detect_leaks=1"),
-           "UBSAN_OPTIONS=" .. (os.getenv "UBSAN_OPTIONS" or "") }
-end
 
 local runs = {
   -- stock busted on stock lua5.4 (`lua` may be another Lua on Debian)
   stock = function()
     return proc.start("lua5.4", { which "busted", "--cpath=" .. BUILD .. "/?.so",
                                   "--pattern=_cases", "-o", "json", "." },
-                      { cwd = FIXTURES, env = stock_env() })
+                      { cwd = FIXTURES, env = stock.env })
   end,
   coil = function()
     return proc.start("busted", { "--lua=" .. COIL, "--pattern=_cases",
@@ -205,7 +191,7 @@ describe("examples/spec", function()
   local starts = {
     stock = function()
       return proc.start("lua5.4", { which "busted", "--cpath=" .. BUILD .. "/?.so",
-                                    "-o", "json" }, { cwd = dir, env = stock_env() })
+                                    "-o", "json" }, { cwd = dir, env = stock.env })
     end,
     coil = function()
       return proc.start("busted", { "--lua=" .. COIL, "-o", "json" }, { cwd = dir })

@@ -23,7 +23,7 @@ describe("the coil command", function()
     it("-v prints the versions of coil, Lua, libuv and luv", function()
       local r = run("-v")
       assert.equal(0, r.code)
-      assert.matches("^coil %d+%.%d+%.%d+, Lua 5%.4%.%d+, libuv 1%.%d+%.%d+, luv %S+\n$", r.stdout)
+      assert.matches("^coil %d+%.%d+%.%d+, Lua 5%.4%.%d+, libuv 1%.%d+%.%d+, luv [%d.%-]+; MIT licence, Copyright %(c%) 2026 the coil authors\n$", r.stdout)
     end)
 
     it("-e runs a chunk in the main task, which may await", function()

@@ -11,7 +11,7 @@
 local coil = require "coil"
 local coil_core = require "coil.core"
 local proc = require "spec.support.proc"
-local stock = require "spec.support.fuzz_stock"
+local stock = require "spec.support.stock"
 
 local PER_BATCH = 300
 

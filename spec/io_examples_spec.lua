@@ -37,6 +37,7 @@ describe("examples", function()
     local ps = io.popen("ps -eo stat=,ppid=,args=")
     local list = ps:read("a")
     ps:close()
+    assert.matches("ps %-eo", list, "ps listed nothing (is procps installed?)")
     for line in list:gmatch("[^\n]+") do
       assert.is_falsy(line:match("^%s*[^Z]%S*%s+1%s+sleep 30[01]$"), "left behind: " .. line)
     end

@@ -13,23 +13,8 @@ end
 local BUILD = absolute(COIL_BIN):match "^(.*)/[^/]+$"
 local SANITIZED = os.getenv "COIL_SANITIZED" ~= nil
 
-local function sh_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
--- A sanitized coil.so only loads into stock lua5.4 behind the sanitizers'
--- runtimes: "VAR=... " to put before a command in a shell line.
-local preload = ""
-if SANITIZED then
-  local libs = {}
-  for _, lib in ipairs { "libasan.so", "libubsan.so" } do
-    local p = assert(io.popen("gcc -print-file-name=" .. lib))
-    libs[#libs + 1] = p:read "l"
-    p:close()
-  end
-  preload = "LD_PRELOAD=" .. sh_quote(table.concat(libs, " ")) ..
-            " ASAN_OPTIONS=" .. sh_quote(os.getenv "ASAN_OPTIONS" or "detect_leaks=1") .. " "
-end
+-- a sanitized coil.so loads into stock lua5.4 behind the sanitizers' runtimes
+local preload = require("spec.support.stock").preload
 
 -- Runs a shell line (arguments as $1, $2, ...) and waits for its end.
 local function sh(line, args, opts)
@@ -224,7 +209,7 @@ int main(void) {
     local r = embed(stage .. "/embed", flags.stdout:gsub("\n", "") .. " " ..
                     deps.stdout:gsub("\n", ""), pcdir:match "^(.*)/pkgconfig$")
     assert.equal(0, r.code, r.stderr)
-    assert.equal("embedded coil 0.1.0\n", r.stdout)
+    assert.equal("embedded coil 0.2.0\n", r.stdout)
   end)
 
   -- coil.pc finds its prefix from where it lies, whatever the configure-time
@@ -245,6 +230,6 @@ int main(void) {
     local run = embed(stage .. "/embed-prefix", flags.stdout:gsub("\n", ""),
                       pcdir:match "^(.*)/pkgconfig$")
     assert.equal(0, run.code, run.stderr)
-    assert.equal("embedded coil 0.1.0\n", run.stdout)
+    assert.equal("embedded coil 0.2.0\n", run.stdout)
   end)
 end)

@@ -7,26 +7,13 @@ local ROOT = uv.cwd()
 local BUILD = COIL_BIN:sub(1, 1) == "/" and COIL_BIN or ROOT .. "/" .. COIL_BIN
 BUILD = BUILD:match "^(.*)/[^/]+$"
 
--- A sanitized coil.so loads into stock lua5.4 only behind the sanitizers'
--- runtimes (as in module_spec).
-local function env()
-  if not os.getenv "COIL_SANITIZED" then return nil end
-  local libs = {}
-  for _, lib in ipairs { "libasan.so", "libubsan.so" } do
-    local p = assert(io.popen("gcc -print-file-name=" .. lib))
-    libs[#libs + 1] = p:read "l"
-    p:close()
-  end
-  return { "LD_PRELOAD=" .. table.concat(libs, " "),
-           "ASAN_OPTIONS=" .. (os.getenv "ASAN_OPTIONS" or "detect_leaks=1"),
-           "PATH=" .. os.getenv "PATH" }
-end
+local stock = require "spec.support.stock"
 
 describe("coil.run again after a shutdown", function()
   it("starts with stopping() clear and no hook of an earlier run (one registered between runs counts)", function()
     local p = proc.start("lua5.4", {
       "-e", ("package.cpath = %q .. package.cpath"):format(BUILD .. "/?.so;"),
-      "spec/fixtures/module_rerun.lua" }, { env = env() })
+      "spec/fixtures/module_rerun.lua" }, { env = stock.env })
     local r = p:wait(30)
     assert.is_false(r.timed_out, r.stderr)
     assert.equal(0, r.code, r.stderr)

@@ -78,6 +78,49 @@ print(package.searchpath("coil", package.cpath))]] })
   it("puts the coil command in the tree's bin/", function()
     local r = sh('"$1/bin/coil" -e "print(require \\"coil\\".version)"', { tree })
     assert.equal(0, r.code, r.stderr)
-    assert.equal("0.1.0\n", r.stdout)
+    assert.equal("0.2.0\n", r.stdout)
+  end)
+
+  it("names the MIT licence", function()
+    local r = sh('luarocks --lua-version=5.4 show --tree "$1" coil', { tree })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("License:%s*MIT", r.stdout)
+  end)
+
+  it("was built against the Lua luarocks named (its variables reached CMake)", function()
+    local cache = sh('find "$1/src" -name CMakeCache.txt', { tmp }).stdout:match "[^\n]+"
+    assert.is_not_nil(cache, "no CMakeCache.txt left in the build copy")
+    local f = assert(io.open(cache))
+    local text = f:read "a"
+    f:close()
+    local incdir = sh("luarocks --lua-version=5.4 config variables.LUA_INCDIR").stdout:match "%S+"
+    assert.matches("LUA_INCDIR:%w+=" .. incdir:gsub("%p", "%%%0") .. "\n", text)
+    assert.matches("\nLUA:%w+=%S*lua", text)
+    assert.matches("\nLIBDIR:%w+=" .. tree:gsub("%p", "%%%0"), text)
+  end)
+
+  it("refuses at configure time a Lua that LuaRocks names and that is not 5.4", function()
+    local r = sh([[
+      mkdir -p "$2/lua53" && printf '#define LUA_VERSION_NUM\t\t503\n' > "$2/lua53/lua.h"
+      printf '#!/bin/sh\nprintf "Lua 5.3"\n' > "$2/lua53/lua" && chmod +x "$2/lua53/lua"
+      cmake -S "$1" -B "$2/cfg1" -DLUA_INCDIR="$2/lua53" 2>&1; echo "status $?"
+      cmake -S "$1" -B "$2/cfg2" -DLUA_INCDIR=/usr/include/lua5.4 -DLUA="$2/lua53/lua" 2>&1; echo "status $?"
+      rm -rf "$2/cfg1" "$2/cfg2" "$2/lua53"]], { ROOT, tmp }, 120)
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("lua53/lua.h is not Lua 5.4", r.stdout)
+    assert.matches("lua53/lua is not Lua 5.4 %('Lua 5.3'%)", r.stdout)
+    assert.not_matches("status 0", r.stdout)
+  end)
+
+  it("installs a coil.pc that a C host builds and runs with", function()
+    local pc = sh('find "$1" -name coil.pc', { tree }).stdout:match "[^\n]+"
+    assert.is_not_nil(pc, "no coil.pc in the tree")
+    local pcdir = pc:match "^(.*)/coil%.pc$"
+    local r = sh('flags=$(PKG_CONFIG_PATH="$2" pkg-config --cflags --libs coil) && ' ..
+                 'cc -o "$3/pc_consumer" "$1/tests/pc_consumer.c" $flags && ' ..
+                 'LD_LIBRARY_PATH="$4" "$3/pc_consumer"',
+                 { ROOT, pcdir, tmp, pcdir:match "^(.*)/pkgconfig$" }, 120)
+    assert.equal(0, r.code, r.stdout .. r.stderr)
+    assert.equal("pc consumer: coil 0.2.0\n", r.stdout)
   end)
 end)

@@ -15,7 +15,7 @@
 local coil = require "coil"
 local uv = require "luv"
 local proc = require "spec.support.proc"
-local stock = require "spec.support.fuzz_stock"
+local stock = require "spec.support.stock"
 
 local fixed = tonumber(os.getenv("COIL_STRESS_SEED") or "")
 local base = fixed or (os.time() % 100000) * 100000

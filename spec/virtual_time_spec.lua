@@ -4,6 +4,7 @@
 -- a second, and the same scenarios give the same order of events on the
 -- virtual clock as in real time at a small scale.
 local coil = require "coil"
+local stock = require "spec.support.stock"
 local util = require "spec.support.util"
 local error_of = util.error_of
 local uv = require "luv"
@@ -32,21 +33,6 @@ local function which(name)
   error(name .. " is not on PATH", 2)
 end
 
--- A sanitized coil.so only loads into stock lua5.4 behind the sanitizers'
--- runtimes.
-local function stock_env()
-  if not os.getenv "COIL_SANITIZED" then return nil end
-  local libs = {}
-  for _, lib in ipairs { "libasan.so", "libubsan.so" } do
-    local p = assert(io.popen("gcc -print-file-name=" .. lib))
-    libs[#libs + 1] = p:read "l"
-    p:close()
-  end
-  return { "PATH=" .. os.getenv "PATH", "HOME=" .. (os.getenv "HOME" or "/"),
-           "LD_PRELOAD=" .. table.concat(libs, " "),
-           "ASAN_OPTIONS=" .. (os.getenv "ASAN_OPTIONS" or "detect_leaks=1"),
-           "UBSAN_OPTIONS=" .. (os.getenv "UBSAN_OPTIONS" or "") }
-end
 
 local results = {}
 local function result(mode)
@@ -56,7 +42,7 @@ local function result(mode)
   if mode == "stock" then
     p = proc.start("lua5.4", { which "busted", "--cpath=" .. BUILD .. "/?.so",
                                "--pattern=_cases", "-o", "json", "." },
-                   { cwd = dir, env = stock_env() })
+                   { cwd = dir, env = stock.env })
   else
     p = proc.start("busted", { "--lua=" .. COIL, "--pattern=_cases", "-o", "json", "." },
                    { cwd = dir })
@@ -170,7 +156,7 @@ describe("virtual time", function()
 
   it("coil.run({virtual_time = true}, fn, ...) from stock Lua", function()
     local p = proc.start("lua5.4", { "-e", "package.cpath = '" .. BUILD .. "/?.so;' .. package.cpath",
-                                     "spec/fixtures/virtual_time_run.lua" }, { env = stock_env() })
+                                     "spec/fixtures/virtual_time_run.lua" }, { env = stock.env })
     local r = p:wait(30)
     assert.equal(0, r.code, r.stderr)
     local lines = {}

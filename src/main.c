@@ -227,7 +227,8 @@ int main(int argc, char **argv) {
       isatty(STDIN_FILENO))
     interactive = 1;
   if (show_version || interactive) {
-    puts(coil_version_string());
+    printf("%s; MIT licence, Copyright (c) 2026 the coil authors\n",
+           coil_version_string());
     if (!script && !args.nactions && !interactive) return 0;
   }
 

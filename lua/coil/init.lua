@@ -36,7 +36,7 @@ local PUBLIC = {
   "shutdown", "stopping", "on_shutdown", "on_signal", "dump",
 }
 
-local coil = { uv = uv, version = "0.1.0", await = await }
+local coil = { uv = uv, version = "0.2.0", await = await }
 for _, name in ipairs(PUBLIC) do
   coil[name] = core[name] or error("coil.init: nothing provides coil." .. name)
 end

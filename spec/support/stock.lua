@@ -14,7 +14,11 @@ end
 M.build = absolute(COIL_BIN):match "^(.*)/[^/]+$"
 M.sanitized = os.getenv "COIL_SANITIZED" ~= nil
 
+-- M.env: the environment for a process that loads a sanitized coil.so (nil
+-- when the build is not sanitized); M.preload: the same as a prefix for a
+-- shell command line ("" when not sanitized).
 local env
+M.preload = ""
 if M.sanitized then
   local libs = {}
   for _, lib in ipairs { "libasan.so", "libubsan.so" } do
@@ -28,7 +32,12 @@ if M.sanitized then
   for _, name in ipairs { "PATH", "HOME", "LANG" } do
     if os.getenv(name) then env[#env + 1] = name .. "=" .. os.getenv(name) end
   end
+  for _, var in ipairs(env) do
+    local name, value = var:match "^([^=]+)=(.*)$"
+    M.preload = M.preload .. name .. "='" .. value:gsub("'", "'\\''") .. "' "
+  end
 end
+M.env = env
 
 --- Starts `lua5.4 script args...` with coil.so from the build; a proc
 -- object (spec/support/proc.lua).
