@@ -1,11 +1,14 @@
-"""coil against its peers: the harness behind bench/run (issue 8).
+"""coil against its peers: the harness behind bench/run (issues 8 and 17).
 
-Every measurement times a whole process: start to exit for W1-W3, SIGINT to
-exit for W4. Each program is started by bench/build/launch (bench/c/launch.c),
-which times it and reports its ru_maxrss from wait4(). Runs are
-interleaved round-robin (each round runs every workload for every peer, in
-an order rotated from round to round) so that drift in the machine hits all
-peers alike. Each program prints one line that is checked exactly; a wrong
+Every measurement times a whole process: start to exit for W1-W3 and W6,
+SIGINT to exit for W4. W5 is a server: the harness waits for its
+`READY <port>`, drives it with bench/c/echo_load.c for a fixed time and
+reports requests per second. Each table has a floor row: bare Lua
+coroutines doing the same work (bench/floor/). Each program is started by
+bench/build/launch (bench/c/launch.c), which times it and reports its
+ru_maxrss from wait4(). Runs are interleaved round-robin (each round runs
+every workload for every peer, in an order rotated from round to round) so
+that drift in the machine hits all peers alike. Each program prints one line that is checked exactly; a wrong
 line, a crash or a time-out is a failure, never a number.
 
 See docs/performance.md for what each workload does and how to read the
@@ -56,11 +59,37 @@ WORKLOADS = {
                     "SIGINT; each task's cleanup yields once, then counts "
                     "itself; the time shown runs from the signal to the exit"),
 }
-W3_SLEEP = 1.0  # the overhead in W3 is wall time minus this
+W3_SLEEP = 1.0  # the overhead in W3 is wall time minus this (not for the floor: it does not wait)
 
-# coil's targets, as ratios to the best peer (not raw C, not coil), medians.
-TARGETS = {"w1": 0.5, "w2": 0.6, "w3": 0.6, "w4": 0.5}
-TARGET_BYTES_PER_TASK = 1.2 * 1024
+WORKLOADS.update({
+    "w5": dict(title="W5 TCP echo", unit="connections", server=True,
+               sizes=[1024, 65536], expect=lambda n: "READY <port>",
+               what="a server on 127.0.0.1; bench/c/echo_load.c opens the "
+                    "connections, each sends a message, waits for all of it "
+                    "to come back and sends the next, for a fixed time; the "
+                    "figure is requests (messages echoed) per second"),
+    "w6": dict(title="W6 churn", unit="tasks", default=1_000_000, smoke=20_000,
+               expect=lambda n: f"churned {n} sum {n * (n - 1) // 2}",
+               what="N short tasks started over time, at most 1000 alive at "
+                    "once; each yields to the loop once and returns; run at "
+                    "N and N/10 to show that peak RSS stays flat"),
+})
+W5_CONNECTIONS, W5_SECONDS = 100, 5.0     # full run
+W5_SMOKE_CONNECTIONS, W5_SMOKE_SECONDS = 10, 1.0
+W5_SIZE_NAMES = {1024: "1 KiB", 65536: "64 KiB"}
+ECHO_LOAD = os.path.join(BUILD, "echo_load")
+
+# coil's targets, as ratios to the best peer (not raw C, the floor or coil),
+# medians; then the ones against raw C and the floor (issue 17).
+TARGETS = {"w1": 0.5, "w2": 0.6, "w3": 0.6, "w4": 0.5, "w6": 0.5}
+TARGETS_C = {"w2": 1.5, "w4": 2.5}
+TARGETS_FLOOR = {"w1": 1.4}
+TARGET_BYTES_PER_TASK = 1.2 * 1024  # when the floor did not run
+TARGET_MEMORY_X_FLOOR = 1.25        # memory per suspended task, × a bare coroutine's
+TARGET_W6_RSS_GROWTH = 1.25         # peak RSS at N / peak RSS at N/10: flat
+NOT_PEERS = ("coil", "c", "floor")  # never the "best peer"
+FLOOR_W5_LABEL = "Lua 5.4 + luv, a bare coroutine per connection (floor)"
+LUV_W5_LABEL = "Lua 5.4 + luv, callbacks (no coroutines)"
 
 # ---------------------------------------------------------------------------
 # Peers
@@ -135,6 +164,12 @@ def make_peers(args):
              lambda w, n: [os.path.join(BUILD, w), str(n)],
              lambda: f"libuv {sh(['pkg-config', '--modversion', 'libuv']) or dpkg_version('libuv1-dev')}, "
                      f"{first_line(sh(['cc', '--version']))}, -O2"),
+        Peer("floor", "bare Lua 5.4 coroutines (floor)", ["lua5.4", "lua-luv"],
+             lambda: None if shutil.which("lua5.4") and sh(["lua5.4", "-e", 'require "luv"']) is not None
+             else "lua5.4 with luv not installed",
+             lambda w, n: ["lua5.4", src("floor", w, "lua"), str(n)],
+             lambda: f"{sh(['lua5.4', '-e', 'io.write(_VERSION)'])} (lua5.4 {dpkg_version('lua5.4')}), "
+                     "no runtime (W5: luv)"),
         Peer("luv", "Lua 5.4 + luv, hand-written scheduler", ["lua5.4", "lua-luv"],
              lambda: None if shutil.which("lua5.4") and sh(["lua5.4", "-e", 'require "luv"']) is not None
              else "lua5.4 with luv not installed",
@@ -200,7 +235,8 @@ def install(peers, args):
 
 
 def build_c(names):
-    """Builds bench/c/<name>.c into bench/build/; returns an error or None."""
+    """Builds bench/c/<name>.c into bench/build/; returns an error or None.
+    (echo_load.c is shared with bench/workers, which builds it the same way.)"""
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
         return "no C compiler"
@@ -224,18 +260,42 @@ class Failed(Exception):
     pass
 
 
-def run_once(peer, w, n, timeout):
+def echo_load(port, size, load):
+    """Drives a W5 server: returns (requests per second, requests) or
+    raises Failed."""
+    conns, secs = load
+    try:
+        r = subprocess.run([ECHO_LOAD, "127.0.0.1", str(port), str(conns), str(secs), str(size)],
+                           capture_output=True, text=True, timeout=secs + 60,
+                           stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise Failed(f"echo_load did not end within {secs + 60:.0f} s")
+    words = r.stdout.split()
+    if r.returncode != 0 or len(words) < 3 or words[1] != "requests/s":
+        raise Failed(f"echo_load: {(r.stderr.strip() or r.stdout.strip() or 'exit ' + str(r.returncode))[:200]}")
+    rps, requests = float(words[0]), int(words[2].lstrip("("))
+    if requests <= 0:
+        raise Failed("echo_load: no message came back")
+    return rps, requests
+
+
+def run_once(peer, w, n, timeout, load=None):
     """Runs peer's program for w at size n under bench/build/launch. Returns
     a record: `time` (seconds; start to exit, or SIGINT to exit for W4),
-    `rss` (peak, KiB) and, when something went wrong, `error`."""
+    `rss` (peak, KiB) and, when something went wrong, `error`. For a server
+    (W5), n is the message size and load (connections, seconds) the
+    echo_load run; the record has `rps` and the server ends by SIGTERM."""
     spec = WORKLOADS[w]
     rec = dict(peer=peer.name, w=w, n=n)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     rfd, wfd = os.pipe()
     err = tempfile.TemporaryFile()
+    server = spec.get("server")
+    if server:
+        timeout += load[1]
     deadline = time.monotonic() + timeout
     try:
-        proc = subprocess.Popen([LAUNCH, str(wfd)] + peer.cmd(w, n), pass_fds=(wfd,),
+        proc = subprocess.Popen([LAUNCH, str(wfd)] + peer.cmd(w, 0 if server else n), pass_fds=(wfd,),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=err, cwd=ROOT, env=env, start_new_session=True)
     except OSError as e:
@@ -274,6 +334,17 @@ def run_once(peer, w, n, timeout):
                 raise Failed(f"first line {first[:60]!r}, not READY")
             t_sig = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
             os.kill(pid, signal.SIGINT)
+        elif server:
+            pump(lambda: b"\n" in buf[ofd] or ofd not in live, "READY <port>")
+            line = buf[ofd].split(b"\n")[0]
+            first = line.split()
+            if len(first) != 2 or first[0] != b"READY" or not first[1].isdigit():
+                raise Failed(f"first line {line[:60]!r}, not READY <port>")
+            rec["rps"], rec["requests"] = echo_load(int(first[1]), n, load)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                raise Failed("the server ended during the load")
         pump(lambda: buf[rfd].count(b"\n") >= 2 or rfd not in live, "the exit")
         if buf[rfd].count(b"\n") < 2:
             raise Failed("the launcher ended without a report")
@@ -304,12 +375,16 @@ def run_once(peer, w, n, timeout):
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         how = f"killed by {signal.Signals(sig).name}"
-        ok_exit = spec.get("interrupt") and sig == signal.SIGINT
+        ok_exit = ((spec.get("interrupt") and sig == signal.SIGINT)
+                   or (server and sig == signal.SIGTERM))
     else:
         code = os.WEXITSTATUS(status)
         how = f"exit {code}"
-        ok_exit = code == 0 or (spec.get("interrupt") and code == 130)
-    if expect not in lines:
+        ok_exit = (code == 0 or (spec.get("interrupt") and code == 130)
+                   or (server and code == 128 + signal.SIGTERM))
+    if server:
+        pass  # READY <port> and echo_load's line were checked above
+    elif expect not in lines:
         got = lines[-1][:60] if lines else "nothing"
         rec["error"] = f"printed {got!r}, not {expect!r} ({how})"
     elif not ok_exit:
@@ -334,7 +409,7 @@ def kill(proc):
 # The plan: rounds, each running every (workload, size) for every peer
 
 
-def run_plan(peers, cases, runs, timeout, label):
+def run_plan(peers, cases, runs, timeout, label, load=None):
     """cases: list of (w, n). Returns the list of records. A peer that fails
     or times out on a case is not run on it again, nor on larger sizes of
     the same workload; nor is one whose last run, grown linearly to the
@@ -348,12 +423,14 @@ def run_plan(peers, cases, runs, timeout, label):
             order = peers[r % len(peers):] + peers[:r % len(peers)]
             for p in order:
                 k += 1
-                tag = f"[{label} {k}/{total}] {WORKLOADS[w]['title']} N={n:,} {p.name}"
+                size = f"size={n:,}" if WORKLOADS[w].get("server") else f"N={n:,}"
+                tag = f"[{label} {k}/{total}] {WORKLOADS[w]['title']} {size} {p.name}"
                 stop = given_up.get((p.name, w))
                 if stop is not None and n >= stop:
                     continue
                 prev = last.get((p.name, w))
-                if prev and prev[0] < n and prev[1] * n / prev[0] > timeout:
+                if (prev and prev[0] < n and prev[1] * n / prev[0] > timeout
+                        and not WORKLOADS[w].get("server")):
                     given_up[(p.name, w)] = n
                     records.append(dict(peer=p.name, w=w, n=n, round=r, error=(
                         f"not run: {prev[1]:.1f} s at N={prev[0]:,} grows past the "
@@ -361,7 +438,7 @@ def run_plan(peers, cases, runs, timeout, label):
                     log(f"{tag}: skipped, {prev[1]:.1f} s at N={prev[0]:,} would take "
                         f"over {timeout:.0f} s")
                     continue
-                rec = run_once(p, w, n, timeout)
+                rec = run_once(p, w, n, timeout, load)
                 rec["round"] = r
                 records.append(rec)
                 if "error" in rec:
@@ -371,7 +448,10 @@ def run_plan(peers, cases, runs, timeout, label):
                         log("    " + rec["stderr"].strip().replace("\n", "\n    "))
                 else:
                     last[(p.name, w)] = (n, rec["wall"])
-                    log(f"{tag}: {rec['time']:.3f} s, {rec['rss'] / 1024:.1f} MiB")
+                    if "rps" in rec:
+                        log(f"{tag}: {rec['rps']:.0f} requests/s, {rec['rss'] / 1024:.1f} MiB")
+                    else:
+                        log(f"{tag}: {rec['time']:.3f} s, {rec['rss'] / 1024:.1f} MiB")
     return records
 
 
@@ -405,7 +485,9 @@ def fmt_n(n):
 
 def summarize(records, peers, w, n):
     """Per peer: median/min/max of the measured quantity, peak RSS and
-    failures. For W3 the quantity is the overhead (wall - 1.0 s)."""
+    failures. For W3 the quantity is the overhead (wall - 1.0 s; the floor
+    does not wait, so all of its time is overhead); for W5, requests per
+    second (higher is better)."""
     rows = {}
     for p in peers:
         mine = [r for r in records if r["peer"] == p.name and r["w"] == w and r["n"] == n]
@@ -413,7 +495,11 @@ def summarize(records, peers, w, n):
             continue
         good = [r for r in mine if "error" not in r]
         bad = [r for r in mine if "error" in r]
-        vals = [r["time"] - (W3_SLEEP if w == "w3" else 0.0) for r in good]
+        if w == "w5":
+            vals = [r["rps"] for r in good]
+        else:
+            sleep = W3_SLEEP if w == "w3" and p.name != "floor" else 0.0
+            vals = [r["time"] - sleep for r in good]
         row = dict(peer=p, runs=len(mine), failed=len(bad),
                    error=bad[0]["error"] if bad else None)
         if good:
@@ -424,10 +510,18 @@ def summarize(records, peers, w, n):
     return rows
 
 
-def best_peer(rows):
-    """The best peer: lowest median among peers other than coil and raw C."""
-    cand = [r for name, r in rows.items() if name not in ("coil", "c") and "median" in r]
-    return min(cand, key=lambda r: r["median"]) if cand else None
+def higher_is_better(w):
+    return bool(WORKLOADS[w].get("server"))
+
+
+def best_peer(rows, w=None):
+    """The best peer: the best median among peers other than coil, raw C and
+    the floor (lowest time; for W5, most requests per second)."""
+    cand = [r for name, r in rows.items() if name not in NOT_PEERS and "median" in r]
+    if not cand:
+        return None
+    pick = max if w and higher_is_better(w) else min
+    return pick(cand, key=lambda r: r["median"])
 
 
 def ratio(a, b):
@@ -436,20 +530,51 @@ def ratio(a, b):
     return a / b
 
 
-def workload_table(records, peers, w, n, runs):
+def fmt_rps(x):
+    return fmt_n(round(x)) if x is not None else "-"
+
+
+def row_label(p, w):
+    if p.name == "coil":
+        return "**coil**"
+    if p.name == "floor":
+        return f"*{FLOOR_W5_LABEL if w == 'w5' else p.label}*"
+    if p.name == "luv" and w == "w5":
+        return LUV_W5_LABEL
+    return p.label
+
+
+def table_title(w, n, load=None):
+    spec = WORKLOADS[w]
+    if w == "w5":
+        conns, secs = load
+        return (f"### {spec['title']} — {W5_SIZE_NAMES.get(n, f'{fmt_n(n)} B')} messages, "
+                f"{conns} connections, {secs:g} s")
+    return f"### {spec['title']} — {'M' if w == 'w2' else 'N'} = {fmt_n(n)} {spec['unit']}"
+
+
+def workload_table(records, peers, w, n, runs, load=None, small=None):
+    """The table of one case. `small` (W6) is the N/10 run, for its RSS."""
     spec = WORKLOADS[w]
     rows = summarize(records, peers, w, n)
     if not rows:
         return "", rows
+    small_rows = summarize(records, peers, w, small) if small else {}
     c = rows.get("c", {}).get("median")
-    best = best_peer(rows)
+    fl = rows.get("floor", {}).get("median")
+    best = best_peer(rows, w)
     bm = best["median"] if best else None
-    what = {"w1": "time", "w2": "time", "w3": "overhead", "w4": "SIGINT → exit"}[w]
-    head = [f"### {spec['title']} — {'M' if w == 'w2' else 'N'} = {fmt_n(n)} {spec['unit']}",
-            "",
-            f"{spec['what']}. Expected line: `{spec['expect'](n)}`. "
-            f"Median of {runs} run(s); ratios are of medians"
-            + (f"; best peer: {best['peer'].label}." if best else "."),
+    hib = higher_is_better(w)
+    best_label = row_label(best["peer"], w) if best else None
+    what = {"w1": "time", "w2": "time", "w3": "overhead", "w4": "SIGINT → exit",
+            "w5": "requests/s", "w6": "time"}[w]
+    expect = ("`READY <port>` from the server, a good line from echo_load"
+              if w == "w5" else f"`{spec['expect'](n)}`")
+    note = ("ratios are of medians, coil's requests/s to the row's (above 1: coil serves more)"
+            if hib else "ratios are of medians")
+    head = [table_title(w, n, load), "",
+            f"{spec['what']}. Expected: {expect}. Median of {runs} run(s); {note}"
+            + (f"; best peer: {best_label}." if best else "."),
             ""]
     cols = ["peer", f"{what} (median)", "min – max", "peak RSS"]
     if w == "w2":
@@ -458,16 +583,29 @@ def workload_table(records, peers, w, n, runs):
         cols.append("RSS / task")
     if w == "w4":
         cols.append("start → READY")
-    cols += ["× raw C", "× best peer"]
+    if w == "w5":
+        cols.append("MiB/s each way")
+    if w == "w6":
+        cols += [f"peak RSS at N = {fmt_n(small)}" if small else "peak RSS at N/10", "µs / task"]
+    if hib:
+        cols += ["coil ÷ row"]
+    else:
+        cols += ["× raw C", "× floor", "× best peer"]
     lines = ["| " + " | ".join(cols) + " |",
              "|" + "|".join(["---"] + ["--:"] * (len(cols) - 1)) + "|"]
-    ordered = sorted(rows.values(), key=lambda r: (r.get("median") is None, r.get("median") or 0))
+    sign = -1 if hib else 1
+    ordered = sorted(rows.values(), key=lambda r: (r.get("median") is None, sign * (r.get("median") or 0)))
+    coil = rows.get("coil", {}).get("median")
     for r in ordered:
-        name = r["peer"].label
-        if r["peer"].name == "coil":
-            name = "**coil**"
+        name = row_label(r["peer"], w)
         if "median" not in r:
             cells = [name, f"FAILED: {r['error']}"] + [""] * (len(cols) - 2)
+        elif hib:
+            cells = [name, fmt_rps(r["median"]), f"{fmt_rps(r['lo'])} – {fmt_rps(r['hi'])}",
+                     fmt_mib(r["rss"]), f"{r['median'] * n / 2 ** 20:.1f}",
+                     fmt_ratio(ratio(coil, r["median"]))]
+            if r["failed"]:
+                cells[1] += f" ({r['failed']} failed)"
         else:
             cells = [name, fmt_s(r["median"]), f"{fmt_s(r['lo'])[:-2]} – {fmt_s(r['hi'])}",
                      fmt_mib(r["rss"])]
@@ -477,42 +615,97 @@ def workload_table(records, peers, w, n, runs):
                 cells.append(f"{r['rss'] * 1024 / n:.0f} B")
             if w == "w4":
                 cells.append(fmt_s(r.get("setup")))
-            cells += [fmt_ratio(ratio(r["median"], c)), fmt_ratio(ratio(r["median"], bm))]
+            if w == "w6":
+                sr = small_rows.get(r["peer"].name, {})
+                cells += [fmt_mib(sr.get("rss")), f"{r['median'] / n * 1e6:.2f}"]
+            cells += [fmt_ratio(ratio(r["median"], c)), fmt_ratio(ratio(r["median"], fl)),
+                      fmt_ratio(ratio(r["median"], bm))]
             if r["failed"]:
                 cells[1] += f" ({r['failed']} failed)"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(head + lines) + "\n", rows
 
 
-def target_lines(all_rows, n_by_w):
+def target_verdict(title, q, value, ref_label, ref, t, lower=True, fmt=None):
+    """One target line: coil's value against t × ref (lower=True: at most)."""
+    fmt = fmt or fmt_s
+    rr = value / ref if ref > 0 else math.inf
+    if lower:
+        ok = rr <= t
+        miss = (f"**MISSED by {rr - t:.2f}×**: coil's {q} must drop from {fmt(value)} "
+                f"to {fmt(t * ref)} ({(1 - t / rr) * 100:.0f} % less)")
+        rel = "≤"
+    else:
+        ok = rr >= t
+        miss = (f"**MISSED by {t - rr:.2f}×**: coil's {q} must rise from {fmt(value)} "
+                f"to {fmt(t * ref)} ({(t / rr - 1) * 100:.0f} % more)" if rr > 0 else "**MISSED**")
+        rel = "≥"
+    return (f"- {title}: coil {q} {fmt(value)} = {rr:.2f} × {ref_label} ({fmt(ref)}); "
+            f"target {rel} {t} ×: {'met' if ok else miss}")
+
+
+def target_lines(all_rows, n_by_w, small_rows=None):
     """What coil's targets are and whether they are met, by how much not."""
     out = []
-    for w, rows in all_rows.items():
+    for key, rows in all_rows.items():
+        w = key[0] if isinstance(key, tuple) else key
         coil = rows.get("coil")
         if not coil or "median" not in coil:
             continue
-        best = best_peer(rows)
         title = WORKLOADS[w]["title"]
+        if w == "w5":
+            size = key[1]
+            title = f"{title} ({W5_SIZE_NAMES.get(size, size)})"
+            checks = ([("uvloop", 1.5), ("node", 1.0)] if size == 1024 else
+                      [("c", 0.7)] if size == 65536 else [])
+            for name, t in checks:
+                ref = rows.get(name)
+                if ref and "median" in ref:
+                    out.append(target_verdict(title, "requests/s", coil["median"], ref["peer"].label,
+                                              ref["median"], t, lower=False, fmt=fmt_rps))
+                else:
+                    out.append(f"- {title}: {name} did not run, so no ratio to it")
+            continue
+        q = "overhead" if w == "w3" else "time"
+        best = best_peer(rows, w)
         if not best:
             out.append(f"- {title}: no peer ran, so no ratio")
-            continue
-        t = TARGETS[w]
-        q = "overhead " if w == "w3" else ""
-        rr = coil["median"] / best["median"] if best["median"] > 0 else math.inf
-        verdict = "met" if rr <= t else (
-            f"**MISSED by {rr - t:.2f}×**: coil's {q or 'time '}must drop from {fmt_s(coil['median'])} "
-            f"to {fmt_s(t * best['median'])} ({(1 - t / rr) * 100:.0f} % less)")
-        out.append(f"- {title}: coil {q}{fmt_s(coil['median'])} = {rr:.2f} × best peer "
-                   f"({best['peer'].label}, {fmt_s(best['median'])}); target ≤ {t} ×: {verdict}")
+        elif w in TARGETS:
+            out.append(target_verdict(title, q, coil["median"], f"best peer, {best['peer'].label},",
+                                      best["median"], TARGETS[w]))
+        for name, targets in (("c", TARGETS_C), ("floor", TARGETS_FLOOR)):
+            ref = rows.get(name)
+            if w in targets and ref and "median" in ref:
+                out.append(target_verdict(title, q, coil["median"], ref["peer"].label,
+                                          ref["median"], targets[w]))
+        if w == "w6" and small_rows and "rss" in coil:
+            small = small_rows.get("coil", {})
+            if "rss" in small:
+                g = coil["rss"] / small["rss"]
+                verdict = "met" if g <= TARGET_W6_RSS_GROWTH else "**MISSED**: it grows with the total"
+                out.append(f"- {title}: coil's peak RSS {fmt_mib(coil['rss'])} at N = {fmt_n(n_by_w[w])} "
+                           f"against {fmt_mib(small['rss'])} at N/10 = {g:.2f} ×; "
+                           f"target ≤ {TARGET_W6_RSS_GROWTH} × (flat): {verdict}")
     for w in ("w3", "w4"):
-        coil = all_rows.get(w, {}).get("coil")
+        rows = all_rows.get(w, {})
+        coil = rows.get("coil")
         if not coil or "rss" not in coil or n_by_w[w] < 100_000:
             continue  # below 100 000 tasks the process's base size dominates
         per = coil["rss"] * 1024 / n_by_w[w]
-        ok = per <= TARGET_BYTES_PER_TASK
-        verdict = "met" if ok else f"**MISSED by {per - TARGET_BYTES_PER_TASK:.0f} B** per task"
-        out.append(f"- memory per suspended task ({WORKLOADS[w]['title']}, peak RSS / N): "
-                   f"{per:.0f} B; target ≤ {TARGET_BYTES_PER_TASK:.0f} B (1.2 KiB): {verdict}")
+        floor = rows.get("floor")
+        if floor and "rss" in floor:
+            bare = floor["rss"] * 1024 / n_by_w[w]
+            t = TARGET_MEMORY_X_FLOOR * bare
+            ok = per <= t
+            verdict = "met" if ok else f"**MISSED by {per - t:.0f} B** per task"
+            out.append(f"- memory per suspended task ({WORKLOADS[w]['title']}, peak RSS / N): "
+                       f"{per:.0f} B = {per / bare:.2f} × a bare coroutine's ({bare:.0f} B, the floor's); "
+                       f"target ≤ {TARGET_MEMORY_X_FLOOR} × ({t:.0f} B): {verdict}")
+        else:
+            ok = per <= TARGET_BYTES_PER_TASK
+            verdict = "met" if ok else f"**MISSED by {per - TARGET_BYTES_PER_TASK:.0f} B** per task"
+            out.append(f"- memory per suspended task ({WORKLOADS[w]['title']}, peak RSS / N): "
+                       f"{per:.0f} B; target ≤ {TARGET_BYTES_PER_TASK:.0f} B (1.2 KiB): {verdict}")
     if not out:
         return ""
     return "### coil's targets\n\n" + "\n".join(out) + "\n"
@@ -561,9 +754,9 @@ def scale_tables(records, peers, ns):
 # ---------------------------------------------------------------------------
 # The chart: W4 shutdown time against N, log-log, one line per peer
 
-CHART_LABELS = {"c": "raw C (libuv)", "luv": "Lua + luv, by hand", "asyncio": "asyncio",
+CHART_LABELS = {"floor": "bare Lua coroutines (floor)", "c": "raw C (libuv)", "luv": "Lua + luv, by hand", "asyncio": "asyncio",
                 "uvloop": "asyncio + uvloop", "trio": "Trio", "node": "Node.js"}
-COLORS = {"coil": "#d62728", "c": "#000000", "luv": "#1f77b4", "cqueues": "#2ca02c",
+COLORS = {"coil": "#d62728", "floor": "#7f7f7f", "c": "#000000", "luv": "#1f77b4", "cqueues": "#2ca02c",
           "asyncio": "#9467bd", "uvloop": "#8c564b", "trio": "#e377c2", "node": "#ff7f0e"}
 
 
@@ -634,6 +827,49 @@ def chart_svg(records, peers, ns):
     return "\n".join(e) + "\n"
 
 
+def chart_w5_svg(records, peers, sizes, load):
+    """W5 as horizontal bars: requests per second per server, one panel per
+    message size, each sorted best first; coil's bar in its colour."""
+    panels = []
+    for size in sizes:
+        rows = summarize(records, peers, "w5", size)
+        bars = sorted(((r["peer"], r["median"]) for r in rows.values() if "median" in r),
+                      key=lambda pv: -pv[1])
+        if bars:
+            panels.append((size, bars))
+    if not panels:
+        return None
+    W, L, R, BAR, GAP, HEAD = 800, 300, 110, 18, 6, 34
+    H = 50 + sum(HEAD + len(b) * (BAR + GAP) + 16 for _, b in panels) + 20
+    conns, secs = load
+    e = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+         f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="16" y="24" font-size="15" font-weight="bold">W5 TCP echo: requests per second, '
+         f'{conns} connections on 127.0.0.1 (more is better)</text>']
+    y = 50
+    for size, bars in panels:
+        top = max(v for _, v in bars)
+        e.append(f'<text x="16" y="{y + 16}" font-size="13" font-weight="bold">'
+                 f'{W5_SIZE_NAMES.get(size, f"{size} B")} messages</text>')
+        y += HEAD
+        for p, v in bars:
+            col = COLORS.get(p.name, "#555")
+            width = (W - L - R) * v / top if top > 0 else 0
+            label = row_label(p, "w5").strip("*")
+            weight = ' font-weight="bold"' if p.name == "coil" else ""
+            e.append(f'<text x="{L - 8}" y="{y + BAR - 5}" text-anchor="end"{weight}>{label}</text>')
+            e.append(f'<rect x="{L}" y="{y}" width="{width:.1f}" height="{BAR}" fill="{col}">'
+                     f'<title>{label}: {fmt_rps(v)} requests/s</title></rect>')
+            e.append(f'<text x="{L + width + 6:.1f}" y="{y + BAR - 5}"{weight}>{fmt_rps(v)}</text>')
+            y += BAR + GAP
+        y += 16
+    e.append(f'<text x="16" y="{H - 12}" fill="#666">median of the runs; the load generator '
+             f'(bench/c/echo_load.c) shares the machine with the server</text>')
+    e.append('</svg>')
+    return "\n".join(e) + "\n"
+
+
 # ---------------------------------------------------------------------------
 # Machine description and the results file
 
@@ -695,19 +931,26 @@ def replace_block(text, name, body):
 def parse_args(argv):
     ap = argparse.ArgumentParser(
         prog="bench/run",
-        description="coil against its peers: W1 spawn, W2 switch, W3 timers, W4 shutdown.")
+        description="coil against its peers and the bare-Lua floor: W1 spawn, W2 switch, "
+                    "W3 timers, W4 shutdown, W5 TCP echo, W6 churn.")
     ap.add_argument("--smoke", action="store_true",
-                    help="CI mode: coil only, small sizes, one run; non-zero exit on any failure")
+                    help="CI mode: coil and the floor only, small sizes, one run; "
+                         "non-zero exit on any failure")
     ap.add_argument("--runs", type=int, help="runs per program (default 5; 1 for --smoke and --scale)")
     ap.add_argument("--only", help="workloads, e.g. w1,w3 (default all)")
     ap.add_argument("--peers", help="peers, e.g. coil,c,node (default all: "
-                    "coil,c,luv,cqueues,asyncio,uvloop,trio,node)")
+                    "coil,floor,c,luv,cqueues,asyncio,uvloop,trio,node)")
     ap.add_argument("--scale", action="store_true",
                     help="the scaling run instead: W1 and W4 at each --scale-n, and the W4 chart")
     ap.add_argument("--scale-n", default="10000,100000,1000000",
                     help="sizes for --scale (default 10000,100000,1000000)")
     ap.add_argument("--n", type=int, help="N for W1, W3, W4 (default 100000)")
     ap.add_argument("--m", type=int, help="M for W2 (default 1000000)")
+    ap.add_argument("--churn-n", type=int, help="N for W6, also run at N/10 (default 1000000)")
+    ap.add_argument("--w5-seconds", type=float, help=f"how long each W5 load runs "
+                    f"(default {W5_SECONDS:g}; {W5_SMOKE_SECONDS:g} for --smoke)")
+    ap.add_argument("--w5-connections", type=int, help=f"W5's connections "
+                    f"(default {W5_CONNECTIONS}; {W5_SMOKE_CONNECTIONS} for --smoke)")
     ap.add_argument("--timeout", type=float, help="seconds one process may take "
                     "(default 120; 60 for --smoke)")
     ap.add_argument("--coil", help="the coil binary (default $COIL or build/coil)")
@@ -728,7 +971,7 @@ def main(argv):
     peers = make_peers(args)
     names = [p.name for p in peers]
     if args.smoke:
-        chosen = ["coil"]
+        chosen = ["coil", "floor"]
     elif args.peers:
         chosen = [s.strip() for s in args.peers.split(",") if s.strip()]
         bad = [s for s in chosen if s not in names]
@@ -762,13 +1005,21 @@ def main(argv):
         why = build_c(list(WORKLOADS))
         if why:
             log(f"bench: C floor not built: {why}")
+    if "w5" in ws:
+        why = build_c(["echo_load"])
+        if why:
+            log(f"bench: no W5: bench/build/echo_load, its load generator, not built: {why}")
+            if args.smoke:
+                print("smoke: 0 passed, 1 failed")
+                return 1
+            ws = [w for w in ws if w != "w5"]
     skipped = {}
     for p in peers:
         if not p.probe():
             skipped[p.label] = p.missing
             log(f"bench: skipping {p.label}: {p.missing}")
     peers = [p for p in peers if p.missing is None]
-    if args.smoke and not peers:
+    if args.smoke and not any(p.name == "coil" for p in peers):
         log(f"bench: smoke needs coil: {skipped.get('coil')}")
         print("smoke: 0 passed, 1 failed")
         return 1
@@ -782,48 +1033,74 @@ def main(argv):
         ns = [int(s) for s in args.scale_n.split(",") if s.strip()]
         cases = [(w, n) for n in sorted(ns) for w in ws]
     else:
-        def size(w):
+        def sizes(w):
+            if w == "w5":
+                return WORKLOADS[w]["sizes"]
             if args.smoke:
-                return WORKLOADS[w]["smoke"]
-            if w == "w2":
-                return args.m or WORKLOADS[w]["default"]
-            return args.n or WORKLOADS[w]["default"]
-        cases = [(w, size(w)) for w in ws]
+                n = WORKLOADS[w]["smoke"]
+            elif w == "w2":
+                n = args.m or WORKLOADS[w]["default"]
+            elif w == "w6":
+                n = args.churn_n or WORKLOADS[w]["default"]
+            else:
+                n = args.n or WORKLOADS[w]["default"]
+            return [n // 10, n] if w == "w6" else [n]
+        cases = [(w, n) for w in ws for n in sizes(w)]
+    load = ((args.w5_connections or (W5_SMOKE_CONNECTIONS if args.smoke else W5_CONNECTIONS)),
+            (args.w5_seconds or (W5_SMOKE_SECONDS if args.smoke else W5_SECONDS)))
 
     log(f"bench: {', '.join(p.name for p in peers)} × {', '.join(w for w in ws)}, "
         f"{runs} run(s) each, interleaved")
     try:
-        records = run_plan(peers, cases, runs, timeout, "scale" if args.scale else "run")
+        records = run_plan(peers, cases, runs, timeout, "scale" if args.scale else "run", load)
     except KeyboardInterrupt:
         log("bench: interrupted")
         return 130
 
     failures = [r for r in records if "error" in r and not r["error"].startswith("not run")]
-    md = []
+    md, svg, svg5 = [], None, None
     if args.scale:
         md.append(scale_tables(records, peers, sorted(ns)))
         svg = chart_svg(records, peers, sorted(ns))
     else:
-        all_rows, n_by_w = {}, {}
+        all_rows, n_by_w, small_rows = {}, {}, {}
+        svg5 = chart_w5_svg(records, peers, [n for w, n in cases if w == "w5"], load)
         for w, n in cases:
-            table, rows = workload_table(records, peers, w, n, runs)
+            if w == "w5" and svg5 and n == min(m for v, m in cases if v == "w5"):
+                # the chart sits beside the tables (docs/ and bench/results/ alike)
+                md.append("![W5 TCP echo: requests per second per server](bench-w5.svg)\n")
+            small = None
+            if w == "w6":
+                if n == min(m for v, m in cases if v == "w6"):
+                    small_rows = summarize(records, peers, w, n)
+                    continue  # shown in the table of the largest N
+                small = min(m for v, m in cases if v == "w6")
+            table, rows = workload_table(records, peers, w, n, runs, load, small)
             md.append(table)
-            all_rows[w], n_by_w[w] = rows, n
-        tl = target_lines(all_rows, n_by_w)
+            all_rows[(w, n) if w == "w5" else w], n_by_w[w] = rows, n
+        tl = target_lines(all_rows, n_by_w, small_rows)
         if tl:
             md.append(tl)
     body = "\n".join(md)
     print(body)
 
     if args.smoke:
-        bad = len({(r["peer"], r["w"]) for r in failures})
-        print(f"smoke: {len(cases) - bad} passed, {bad} failed")
+        ran = {(r["peer"], r["w"], r["n"]) for r in records}
+        bad = len({(r["peer"], r["w"], r["n"]) for r in failures})
+        print(f"smoke: {len(ran) - bad} passed, {bad} failed")
         return 1 if bad else 0
 
     # Results: latest.json keeps the last main run and the last scale run.
     os.makedirs(RESULTS, exist_ok=True)
     data = load_previous()
-    section = "scale" if args.scale else "main"
+    # A run of some workloads only (--only) keeps its own section, so that it
+    # never replaces the tables of a full run.
+    if args.scale:
+        section = "scale"
+    elif set(ws) == set(WORKLOADS):
+        section = "main"
+    else:
+        section = "only-" + "-".join(ws)
     data[section] = dict(machine=m, versions=versions, skipped=skipped, runs=runs,
                          cases=cases, markdown=body, records=records,
                          argv=["bench/run"] + argv)
@@ -831,7 +1108,10 @@ def main(argv):
         json.dump(data, f, indent=1)
     doc = ["# Benchmark results", "",
            "Written by `bench/run`; see docs/performance.md for what is measured.", ""]
-    for sec, title in (("main", "Workloads"), ("scale", "Scaling")):
+    parts = ([("main", "Workloads")]
+             + [(k, "Workloads " + k[5:].replace("-", ", ")) for k in sorted(data) if k.startswith("only-")]
+             + [("scale", "Scaling")])
+    for sec, title in parts:
         if sec in data:
             d = data[sec]
             doc += [f"## {title} (`{' '.join(d.get('argv', ['bench/run']))}`)", "",
@@ -843,6 +1123,10 @@ def main(argv):
         with open(os.path.join(RESULTS, "bench-w4.svg"), "w") as f:
             f.write(svg)
         log(f"bench: chart in {os.path.relpath(os.path.join(RESULTS, 'bench-w4.svg'))}")
+    if not args.scale and svg5:
+        with open(os.path.join(RESULTS, "bench-w5.svg"), "w") as f:
+            f.write(svg5)
+        log(f"bench: chart in {os.path.relpath(os.path.join(RESULTS, 'bench-w5.svg'))}")
 
     if args.docs:
         perf = os.path.join(DOCS, "performance.md")
@@ -858,6 +1142,9 @@ def main(argv):
         if args.scale and svg:
             with open(os.path.join(DOCS, "bench-w4.svg"), "w") as f:
                 f.write(svg)
+        if not args.scale and svg5:
+            with open(os.path.join(DOCS, "bench-w5.svg"), "w") as f:
+                f.write(svg5)
         log("bench: docs/performance.md updated")
     # A wrong line is a bug in a program; so is any failure of coil's. A
     # peer that runs out of time or memory at a large N is a result.

@@ -17,6 +17,9 @@ typedef struct {
   uv_write_t write;
   size_t got; /* bytes of the current answer received */
   int closing;
+  int writing; /* `write` is in flight: a request may not be reused before
+                  its callback, which can come after the whole echo did */
+  int due;     /* the next message waits for that callback */
 } conn;
 
 static uv_loop_t *loop;
@@ -50,8 +53,16 @@ static void fail(const char *what, int err) {
 static void send_one(conn *c);
 
 static void on_written(uv_write_t *req, int status) {
-  (void)req;
-  if (status < 0) fail("write", status);
+  conn *c = (conn *)req->data;
+  c->writing = 0;
+  if (status < 0) {
+    fail("write", status);
+    return;
+  }
+  if (c->due && !stopping) {
+    c->due = 0;
+    send_one(c);
+  }
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -79,8 +90,18 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 
 static void send_one(conn *c) {
   uv_buf_t b = uv_buf_init(message, (unsigned)size);
-  int r = uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written);
-  if (r < 0) fail("write", r);
+  int r;
+  if (c->writing) {
+    c->due = 1;
+    return;
+  }
+  c->writing = 1;
+  c->write.data = c;
+  r = uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+  if (r < 0) {
+    c->writing = 0;
+    fail("write", r);
+  }
 }
 
 static void on_connect(uv_connect_t *req, int status) {

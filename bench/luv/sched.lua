@@ -45,6 +45,10 @@ local function wake(t)
   ready[#ready + 1] = t
 end
 
+--- The running task, and a way to wake a task parked with coroutine.yield().
+function M.current() return current end
+M.wake = wake
+
 function M.spawn(fn, ...)
   local t = {co = coroutine.create(fn), args = table.pack(...)}
   wake(t)
