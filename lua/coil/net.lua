@@ -76,6 +76,11 @@ end
 
 -- Clients --------------------------------------------------------------------
 
+-- A to-be-closed guard that runs closer on every exit (a task closed by
+-- force included) unless the handle found an owner (guard.closer = nil).
+local unowned_mt = { __close = function(g) if g.closer then g.closer() end end }
+local function unowned(closer) return setmetatable({ closer = closer }, unowned_mt) end
+
 --- net.connect(host, port) ⏳ -> stream, or nil, err.
 -- Every address of host is tried in turn; the error is the last one's
 -- ("ECONNREFUSED: connection refused", "EAI_NONAME: unknown node or
@@ -90,15 +95,13 @@ function M.connect(host, port)
   for _, ip in ipairs(addrs) do
     local tcp = uv.new_tcp()
     local closer = function() if not tcp:is_closing() then tcp:close() end end
+    local guard <close> = unowned(closer) -- a task closed by force too
     local ok, e = pcall(await, nil, closer, tcp.connect, tcp, ip, port)
-    if not ok then
-      closer()
-      error(e, 0)
-    end
+    if not ok then error(e, 0) end
     if e == nil then
+      guard.closer = nil
       return new_stream(tcp, address_name(tcp:getpeername()) or (ip .. ":" .. port))
     end
-    closer()
     err = uv_error(e)
   end
   return nil, err
@@ -399,15 +402,11 @@ function M.connect_unix(path)
   check_path(path, "connect_unix")
   local pipe = uv.new_pipe(false)
   local closer = function() if not pipe:is_closing() then pipe:close() end end
+  local guard <close> = unowned(closer) -- a task closed by force too
   local ok, e = pcall(await, nil, closer, pipe.connect, pipe, path)
-  if not ok then
-    closer()
-    error(e, 0)
-  end
-  if e ~= nil then
-    closer()
-    return nil, uv_error(e)
-  end
+  if not ok then error(e, 0) end
+  if e ~= nil then return nil, uv_error(e) end
+  guard.closer = nil
   return new_stream(pipe, "unix:" .. path)
 end
 
