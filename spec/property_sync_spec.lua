@@ -10,29 +10,10 @@ local coil = require "coil"
 local util = require "spec.support.util"
 local turns = util.turns
 
-local RUNS = tonumber(os.getenv("COIL_PROP_RUNS")) or 2000
-local FIXED = tonumber(os.getenv("COIL_SEED"))
-local BASE = FIXED or (os.time() % 100000) * 1000
 
 local random = math.random
 
--- Runs check(seed) for every seed; a failure is re-raised naming its seed.
-local function for_seeds(check)
-  local runs = FIXED and 1 or RUNS
-  for i = 0, runs - 1 do
-    local seed = BASE + i
-    math.randomseed(seed)
-    local ok, err = pcall(check, seed)
-    if not ok then
-      -- leave nothing behind for the next test, then fail loudly
-      for _, t in ipairs(coil.tasks()) do
-        if t ~= coil.current() then t:cancel() end
-      end
-      turns(3)
-      error(("seed %d: %s (replay with COIL_SEED=%d)"):format(seed, tostring(err), seed), 0)
-    end
-  end
-end
+local function for_seeds(check) util.for_seeds(check, 2000) end
 
 local function check(cond, fmt, ...)
   if not cond then error(fmt:format(...), 2) end

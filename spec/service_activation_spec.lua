@@ -2,26 +2,12 @@
 -- systemd package) listens, passes the socket to a real coil process on
 -- the first connection, and coil serves it with coil.net.listen_fd.
 local coil = require "coil"
+local util = require "spec.support.util"
+local free_port, ask = util.free_port, util.ask
 local uv = require "luv"
 local proc = require "spec.support.proc"
 
 local FIXTURE = "spec/fixtures/service_activated.lua"
-
-local function free_port()
-  local tcp = uv.new_tcp()
-  assert(tcp:bind("127.0.0.1", 0))
-  local port = tcp:getsockname().port
-  tcp:close()
-  return port
-end
-
-local function ask(port, text)
-  local stream = assert(coil.net.connect("127.0.0.1", port))
-  assert(stream:write(text .. "\n"))
-  local line, err = stream:read_line()
-  stream:close()
-  return line, err
-end
 
 local function env_without_listen(extra)
   local list = {}

@@ -3,6 +3,8 @@
 -- systemd-socket-activate, a stand-in notify socket, --workers, and as
 -- PID 1 of a PID namespace; the pod spec's numbers fit --grace.
 local coil = require "coil"
+local util = require "spec.support.util"
+local free_port, ask = util.free_port, util.ask
 local uv = require "luv"
 local proc = require "spec.support.proc"
 
@@ -35,22 +37,6 @@ end
 local function rmtree(dir)
   for name in uv.fs_scandir_next, uv.fs_scandir(dir) do os.remove(dir .. "/" .. name) end
   uv.fs_rmdir(dir)
-end
-
-local function free_port()
-  local tcp = uv.new_tcp()
-  assert(tcp:bind("127.0.0.1", 0))
-  local port = tcp:getsockname().port
-  tcp:close()
-  return port
-end
-
-local function ask(port, text)
-  local stream = assert(coil.net.connect("127.0.0.1", port))
-  assert(stream:write(text .. "\n"))
-  local line, err = stream:read_line()
-  stream:close()
-  return line, err
 end
 
 local function environment(extra)

@@ -1,6 +1,8 @@
 -- coil --workers N (SPEC §9): a real supervisor and real worker processes,
 -- real signals, real connections on 127.0.0.1.
 local coil = require "coil"
+local util = require "spec.support.util"
+local free_port, ask = util.free_port, util.ask
 local uv = require "luv"
 local proc = require "spec.support.proc"
 
@@ -49,24 +51,8 @@ local function start(args, opts)
 end
 
 -- A port free right now.
-local function free_port()
-  local tcp = uv.new_tcp()
-  assert(tcp:bind("127.0.0.1", 0))
-  local port = tcp:getsockname().port
-  tcp:close()
-  return port
-end
 
 -- One request on a connection of its own: the answer, or nil, err.
-local function ask(port, text)
-  local stream, err = coil.net.connect("127.0.0.1", port)
-  if not stream then return nil, err end
-  local ok, e = stream:write(text .. "\n")
-  local line
-  if ok then line, e = stream:read_line() end
-  stream:close()
-  return line, e
-end
 
 describe("coil --workers", function()
   it("refuses bad values with one line and status 1", function()
