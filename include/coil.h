@@ -135,6 +135,13 @@ COIL_EXTERN int coil_shutdown(coil_runtime *rt, int status);
 /* The signal that ended the run (0 if none). */
 COIL_EXTERN int coil_exit_signal(coil_runtime *rt);
 
+/* How many runtimes of this process gave up waiting for a request still in
+ * flight (a read from a FIFO in libuv's threadpool; the message "a request
+ * still in flight did not finish"). libuv joins its threadpool's threads
+ * when the process exits, which would wait for that request forever: a
+ * process that sees a count above 0 should end with _exit after flushing. */
+COIL_EXTERN int coil_abandoned_requests(void);
+
 /* The message of the last failed call on rt (a load error, say), or "". */
 COIL_EXTERN const char *coil_last_error(coil_runtime *rt);
 

@@ -1,6 +1,7 @@
 -- The shutdown sequence (SPEC §3), tested the only honest way: a real coil
 -- process, a ready line, a real signal, then output, status and time.
 local proc = require "spec.support.proc"
+local stock = require "spec.support.stock"
 
 local SIGNUM = { sigint = 2, sighup = 1, sigterm = 15 }
 
@@ -201,6 +202,45 @@ session closed
     assert.equal(2, r.signal)
     assert.matches("a request still in flight did not finish", r.stderr)
     assert.is_true(r.after_signal < 5, "took " .. r.after_signal)
+  end)
+
+  it("os.exit(0) with a request stuck in the threadpool ends after the grace", function()
+    local fifo = os.tmpname()
+    os.remove(fifo)
+    assert.is_true(os.execute("mkfifo " .. fifo))
+    local r = proc.coil({ "--grace", "0.5", "-e", ([[
+      require("luv").fs_open(%q, "r", 0, function() end)
+      require("coil").sleep(0.2)
+      print "exiting"
+      os.exit(0)]]):format(fifo) }):wait(20)
+    os.remove(fifo)
+    assert.is_false(r.timed_out, "coil did not end (libuv's exit joined the stuck thread?)")
+    assert.equal(0, r.code)
+    assert.equal("exiting\n", r.stdout)
+    assert.matches("a request still in flight did not finish", r.stderr)
+  end)
+
+  it("finishes what finalizers start at the teardown, in the state still open", function()
+    local r = proc.coil({ fixture "td_finalizer_io" }):wait(20)
+    assert.is_false(r.timed_out, "coil did not end")
+    assert.equal(0, r.code)
+    -- the request's callback ran; the timer was closed before it fired
+    assert.equal("ready\nstat\tdirectory\nclosed by the finalizer\n", r.stdout)
+    assert.is_falsy(stock.sanitizer_report(r.stderr), r.stderr)
+    assert.equal("", r.stderr)
+  end)
+
+  it("gives up on a stuck request a finalizer started, after the grace", function()
+    local fifo = os.tmpname()
+    os.remove(fifo)
+    assert.is_true(os.execute("mkfifo " .. fifo))
+    local r = proc.coil({ "--grace", "0.5", fixture "td_finalizer_io", fifo }):wait(20)
+    os.remove(fifo)
+    assert.is_false(r.timed_out, "coil did not end")
+    assert.equal(0, r.code)
+    assert.matches("^ready\n", r.stdout)
+    assert.is_nil(r.stdout:find "fifo opened")
+    assert.matches("a request still in flight did not finish", r.stderr)
   end)
 
   it("keeps a signal that was ignored at start ignored (nohup)", function()

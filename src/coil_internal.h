@@ -383,6 +383,7 @@ COIL_INTERNAL void coil__shutdown_step(coil_runtime *rt);
 COIL_INTERNAL void coil__drive(coil_runtime *rt, int close_when_done);
 COIL_INTERNAL void coil__shutdown_now(coil_runtime *rt);
 COIL_INTERNAL void coil__teardown(coil_runtime *rt);
+COIL_INTERNAL void coil__install_last_finalizer(lua_State *L, coil_runtime *rt);
 COIL_INTERNAL void coil__final_report(coil_runtime *rt);
 COIL_INTERNAL void coil__luv_running(coil_runtime *rt, int running);
 COIL_INTERNAL void coil__shutdown_open(lua_State *L, coil_runtime *rt);

@@ -282,5 +282,7 @@ int main(int argc, char **argv) {
   fflush(stdout);
   fflush(stderr);
   if (signo) coil_die_by_signal(signo);
+  /* exit() would join libuv's threadpool, and so wait for that request */
+  if (coil_abandoned_requests() > 0) _exit(status);
   return status;
 }

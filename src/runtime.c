@@ -79,6 +79,7 @@ int coil_new(coil_runtime **out, const coil_config *cfg) {
   }
   lua_atpanic(rt->L, panic);
   coil__register_runtime(rt->L, rt);
+  coil__install_last_finalizer(rt->L, rt); /* first: finalized last */
 
   coil__open_handles(rt);
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <luv/lhandle.h>
 #include <luv/luv.h>
 
 #include "coil_internal.h"
@@ -324,35 +325,110 @@ void coil__final_report(coil_runtime *rt) {
  * Signals are watched until the very end. */
 typedef struct {
   coil_runtime *rt;
+  uv_handle_t *linger; /* the settling's own timer */
   int closing;
+  /* From the last finalizer, every handle found was made during lua_close:
+   * its userdata has no __gc (Lua registers none then), so the settling
+   * frees it. Those a finalizer closed itself are freed once closed. */
+  int orphans;
+  uv_handle_t *closed_by_lua[64];
+  int n_closed_by_lua;
 } foreign_walk;
+
+/* luv's memory for a handle (luv/lhandle.h): both parts are malloc'd */
+static void free_luv_handle(uv_handle_t *h) {
+  luv_handle_t *data = (luv_handle_t *)h->data;
+  if (data) {
+    if (data->extra_gc) data->extra_gc(data->extra);
+    free(data);
+  }
+  free(h);
+}
 
 static void close_foreign(uv_handle_t *h, void *arg) {
   foreign_walk *w = (foreign_walk *)arg;
   uv_handle_t *own[8];
   int i, n = own_handles(w->rt, own);
+  if (h == w->linger) return;
   for (i = 0; i < n; i++)
     if (own[i] == h) return;
   /* a handle whose close has finished is no longer on the loop's list */
-  if (!uv_is_closing(h)) uv_close(h, NULL);
   w->closing++;
+  if (!uv_is_closing(h)) {
+    uv_close(h, w->orphans ? free_luv_handle : NULL);
+    return;
+  }
+  if (!w->orphans) return;
+  for (i = 0; i < w->n_closed_by_lua; i++)
+    if (w->closed_by_lua[i] == h) return;
+  /* more than fit are left to leak, not freed twice */
+  if (w->n_closed_by_lua < 64) w->closed_by_lua[w->n_closed_by_lua++] = h;
 }
 
-/* Before the Lua state closes on coil's own loop, no luv handle may still
- * be open or closing: luv's __gc closes an open one with a callback that
- * uses the (then closed) state, and frees a closing one that libuv still
- * holds. Every handle not coil's own that Lua code left open (an untracked
- * helper's, a task closed by force) is closed without a callback, and the
- * loop turns until libuv is done with them all. */
-static void close_foreign_handles(coil_runtime *rt) {
+/* Before the Lua state closes on coil's own loop, and again from its last
+ * finalizer, no luv handle may be open or closing and no request in
+ * flight: luv's __gc closes an open handle with a callback that uses the
+ * (then closed) state and frees a closing one that libuv still holds, and a
+ * request's callback would run in a freed state. Every handle not coil's
+ * own is closed, and the loop turns until libuv is done with them and with
+ * the requests (the last report's on_error, or a finalizer, may have
+ * started some), at most the grace: a request stuck in the threadpool is
+ * then given up, as at step 6. */
+static void settle_foreign(coil_runtime *rt, int orphans) {
+  uv_loop_t *loop = rt->loop;
+  uv_timer_t linger;
   foreign_walk w;
-  int rounds = 0;
-  do {
-    w.rt = rt;
+  int i, timing = 0, rounds = 0;
+  w.rt = rt;
+  w.linger = (uv_handle_t *)&linger;
+  w.orphans = orphans;
+  w.n_closed_by_lua = 0;
+  while (!rt->run.abandoned && ++rounds < 100000) {
     w.closing = 0;
-    uv_walk(rt->loop, close_foreign, &w);
-    if (w.closing) uv_run(rt->loop, UV_RUN_NOWAIT);
-  } while (w.closing && ++rounds < 1000);
+    uv_walk(loop, close_foreign, &w);
+    if (!w.closing && loop->active_reqs.count == 0) break;
+    if (loop->active_reqs.count > 0 && !timing) {
+      uv_timer_init(loop, &linger);
+      linger.data = rt;
+      uv_update_time(loop);
+      uv_timer_start(&linger, on_linger,
+                     (uint64_t)((rt->grace > 1 ? rt->grace : 1) * 1000.0), 0);
+      timing = 1;
+    }
+    uv_run(loop, w.closing ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+  }
+  if (timing) {
+    uv_close((uv_handle_t *)&linger, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+  }
+  /* their closes ran luv's callback, which does not free */
+  if (!rt->run.abandoned)
+    for (i = 0; i < w.n_closed_by_lua; i++) free_luv_handle(w.closed_by_lua[i]);
+}
+
+/* Runtimes of this process that gave up on a request still in flight. */
+static atomic_int abandoned_runs;
+
+int coil_abandoned_requests(void) { return atomic_load(&abandoned_runs); }
+
+/* The finalizer lua_close runs last (its object is the state's first with
+ * one): what the other finalizers started on the loop ends while every
+ * object still exists. */
+static int last_finalizer(lua_State *L) {
+  coil_runtime *rt = (coil_runtime *)lua_touserdata(L, lua_upvalueindex(1));
+  if (rt->owns_loop == 1) settle_foreign(rt, 1);
+  return 0;
+}
+
+void coil__install_last_finalizer(lua_State *L, coil_runtime *rt) {
+  static const char key = 0;
+  lua_newuserdatauv(L, 0, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushlightuserdata(L, rt);
+  lua_pushcclosure(L, last_finalizer, 1);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key);
 }
 
 void coil__teardown(coil_runtime *rt) {
@@ -360,7 +436,7 @@ void coil__teardown(coil_runtime *rt) {
   if (rt->owns_loop == 2) coil__threads_abandon(rt); /* exit cannot join them */
   if (!rt->lua_closed && rt->L) {
     coil__final_report(rt);
-    if (rt->owns_loop == 1) close_foreign_handles(rt);
+    if (rt->owns_loop == 1) settle_foreign(rt, 0);
     /* __gc at lua_close runs without hooks (Lua 5.4): memory_limit holds,
      * and once a watchdog calls coil_shutdown no more memory at all */
     atomic_store(&rt->teardown, 1);
@@ -376,6 +452,15 @@ void coil__teardown(coil_runtime *rt) {
   coil__heap_free(rt);
   fflush(stdout);
   fflush(stderr);
+  if (rt->run.abandoned) {
+    /* the loop cannot close with a request still in flight; the process
+     * is about to exit (coil_abandoned_requests), and that request with it */
+    if (rt->owns_loop == 1) {
+      rt->owns_loop = 2;
+      coil__threads_abandon(rt); /* a finalizer's, then */
+    }
+    atomic_fetch_add(&abandoned_runs, 1);
+  }
   if (rt->owns_loop == 1) {
     /* the grace timer bounded the teardown: it goes last */
     if (!uv_is_closing((uv_handle_t *)&rt->grace_timer))
