@@ -58,14 +58,14 @@ struct coil_task {
   coil_task *next_ready;    /* ready-queue link */
   coil_task *awaited;       /* WAIT_TASK/WAIT_SHIELD: the task waited for */
   coil_task *waiters;       /* first task waiting for this one */
-  coil_task *wnext, *wprev; /* links in awaited->waiters */
-  uint64_t deadline;        /* WAIT_SLEEP: loop time in ms */
-  uint64_t seq;             /* WAIT_SLEEP: FIFO order among equal deadlines */
+  coil_task *wnext, *wprev; /* links in awaited->waiters; WAIT_SLEEP: in
+                               its sleep bucket (timer.c) */
+  struct coil_sleep_bucket *bucket; /* WAIT_SLEEP: sleepers sharing its
+                                       deadline millisecond */
   uint64_t id;
   uint64_t started;  /* loop time at spawn, ms */
   coil_waitset *ws;  /* the gather/wait/race watching it, if any */
   uint32_t ws_index; /* its place in that waitset's list */
-  uint32_t heap_index;
   int anchor;   /* slot in the live-task table */
   int nargs;    /* values pushed for the next resume */
   int nresults; /* DONE: how many results it returned */
@@ -84,9 +84,16 @@ enum {
   PHASE_CLOSED   /* on_closed called / coil_run returning */
 };
 
+/* The sleepers (timer.c): a min-heap of buckets, one per deadline
+ * millisecond, each a FIFO ring of its tasks; a hash finds a deadline's
+ * bucket. len > 0 while anyone sleeps. */
+typedef struct coil_sleep_bucket coil_sleep_bucket;
 typedef struct {
-  coil_task **items;
+  coil_sleep_bucket **items; /* the heap, earliest deadline first */
   uint32_t len, cap;
+  coil_sleep_bucket **table; /* hash chains by deadline */
+  uint32_t table_bits;       /* the table has 1 << table_bits chains */
+  coil_sleep_bucket *spare; /* emptied buckets, for reuse */
 } coil_heap;
 
 /* What a signal handler or another thread touches: atomics only, written
@@ -172,7 +179,6 @@ struct coil_runtime {
 
   /* the scheduler and the tasks */
   coil_heap sleepers;
-  uint64_t sleep_seq;
   uint64_t timer_due; /* deadline the timer is armed for; 0 = idle */
   int vclock;         /* registry: virtual time's clock (clock.c); 0 = real */
   int vclock_quiet;   /* virtual time: the last turn left no task ready */

@@ -1,74 +1,186 @@
 /*
- * Sleeping: one binary min-heap of sleeping tasks, keyed by (deadline, seq),
- * and one uv_timer armed for the earliest. No handle or allocation per sleep
- * (the heap array grows by doubling); cancelling a sleep is O(log n).
+ * Sleeping: the sleepers that share a deadline millisecond form one bucket,
+ * a FIFO ring of tasks (linked through wnext/wprev, free while a task
+ * sleeps); the buckets form a binary min-heap by deadline, behind one
+ * uv_timer armed for the earliest; a hash table of chains finds the bucket
+ * of a deadline. The order is (deadline, time of the call), as a heap of
+ * tasks keyed by (deadline, sequence number) would give, but a sleep, a
+ * wake-up and a cancel cost O(1) per task: only a new or emptied bucket
+ * touches the heap. No handle or allocation per sleep (buckets are reused
+ * and the arrays grow by doubling).
  */
 #include <math.h>
 #include <stdlib.h>
 
 #include "coil_internal.h"
 
-static int before(const coil_task *a, const coil_task *b) {
-  return a->deadline < b->deadline ||
-         (a->deadline == b->deadline && a->seq < b->seq);
-}
+struct coil_sleep_bucket {
+  uint64_t deadline;        /* loop time in ms */
+  coil_task *head;          /* the first sleeper; head->wprev is the last */
+  coil_sleep_bucket *hnext; /* hash chain; the next spare once emptied */
+  uint32_t heap_index;
+};
 
-static void heap_set(coil_heap *h, uint32_t i, coil_task *t) {
-  h->items[i] = t;
-  t->heap_index = i;
+/* ---- the heap of buckets ------------------------------------------------ */
+
+static void heap_set(coil_heap *h, uint32_t i, coil_sleep_bucket *b) {
+  h->items[i] = b;
+  b->heap_index = i;
 }
 
 static void sift_up(coil_heap *h, uint32_t i) {
-  coil_task *t = h->items[i];
+  coil_sleep_bucket *b = h->items[i];
   while (i > 0) {
     uint32_t parent = (i - 1) / 2;
-    if (!before(t, h->items[parent])) break;
+    if (h->items[parent]->deadline <= b->deadline) break;
     heap_set(h, i, h->items[parent]);
     i = parent;
   }
-  heap_set(h, i, t);
+  heap_set(h, i, b);
 }
 
 static void sift_down(coil_heap *h, uint32_t i) {
-  coil_task *t = h->items[i];
+  coil_sleep_bucket *b = h->items[i];
   for (;;) {
     uint32_t child = 2 * i + 1;
     if (child >= h->len) break;
-    if (child + 1 < h->len && before(h->items[child + 1], h->items[child]))
+    if (child + 1 < h->len &&
+        h->items[child + 1]->deadline < h->items[child]->deadline)
       child++;
-    if (!before(h->items[child], t)) break;
+    if (h->items[child]->deadline >= b->deadline) break;
     heap_set(h, i, h->items[child]);
     i = child;
   }
-  heap_set(h, i, t);
-}
-
-static int heap_push(coil_heap *h, coil_task *t) {
-  if (h->len == h->cap) {
-    uint32_t cap = h->cap ? h->cap * 2 : 64;
-    coil_task **items = (coil_task **)realloc(h->items, cap * sizeof *items);
-    if (!items) return 0;
-    h->items = items;
-    h->cap = cap;
-  }
-  heap_set(h, h->len++, t);
-  sift_up(h, h->len - 1);
-  return 1;
+  heap_set(h, i, b);
 }
 
 static void heap_delete(coil_heap *h, uint32_t i) {
-  coil_task *last = h->items[--h->len];
+  coil_sleep_bucket *last = h->items[--h->len];
   if (i == h->len) return;
   heap_set(h, i, last);
-  if (i > 0 && before(last, h->items[(i - 1) / 2])) sift_up(h, i);
+  if (i > 0 && last->deadline < h->items[(i - 1) / 2]->deadline)
+    sift_up(h, i);
   else sift_down(h, i);
 }
 
-void coil__heap_free(coil_runtime *rt) {
-  free(rt->sleepers.items);
-  rt->sleepers.items = NULL;
-  rt->sleepers.len = rt->sleepers.cap = 0;
+/* ---- finding a deadline's bucket ---------------------------------------- */
+
+static uint32_t chain_of(const coil_heap *h, uint64_t deadline) {
+  /* Fibonacci hashing: consecutive milliseconds spread over the table */
+  return (uint32_t)((deadline * UINT64_C(0x9E3779B97F4A7C15)) >>
+                    (64 - h->table_bits));
 }
+
+/* Doubles the table once it holds as many buckets as chains; a failed
+ * allocation keeps the old table (longer chains, still correct). */
+static void table_grow(coil_heap *h) {
+  uint32_t old_n = h->table ? (uint32_t)1 << h->table_bits : 0;
+  uint32_t bits = h->table ? h->table_bits + 1 : 6, i;
+  coil_sleep_bucket **old = h->table;
+  coil_sleep_bucket **table =
+      (coil_sleep_bucket **)calloc((size_t)1 << bits, sizeof *table);
+  if (!table) return;
+  h->table = table;
+  h->table_bits = bits;
+  for (i = 0; i < old_n; i++) {
+    coil_sleep_bucket *b = old[i], *next;
+    for (; b; b = next) {
+      uint32_t c = chain_of(h, b->deadline);
+      next = b->hnext;
+      b->hnext = table[c];
+      table[c] = b;
+    }
+  }
+  free(old);
+}
+
+/* The bucket of deadline, made (and put in the heap) if there is none yet;
+ * NULL when out of memory. */
+static coil_sleep_bucket *bucket_for(coil_heap *h, uint64_t deadline) {
+  coil_sleep_bucket *b;
+  uint32_t c;
+  if (h->table) {
+    for (b = h->table[chain_of(h, deadline)]; b; b = b->hnext)
+      if (b->deadline == deadline) return b;
+  }
+  if (h->len == h->cap) {
+    uint32_t cap = h->cap ? h->cap * 2 : 64;
+    coil_sleep_bucket **items =
+        (coil_sleep_bucket **)realloc(h->items, cap * sizeof *items);
+    if (!items) return NULL;
+    h->items = items;
+    h->cap = cap;
+  }
+  if (!h->table || h->len >= (uint32_t)1 << h->table_bits) table_grow(h);
+  if (!h->table) return NULL;
+  if ((b = h->spare) != NULL) h->spare = b->hnext;
+  else if ((b = (coil_sleep_bucket *)malloc(sizeof *b)) == NULL) return NULL;
+  b->deadline = deadline;
+  b->head = NULL;
+  c = chain_of(h, deadline);
+  b->hnext = h->table[c];
+  h->table[c] = b;
+  heap_set(h, h->len++, b);
+  sift_up(h, h->len - 1);
+  return b;
+}
+
+/* Takes the emptied bucket b out of the heap and the table, for reuse. */
+static void bucket_drop(coil_heap *h, coil_sleep_bucket *b) {
+  coil_sleep_bucket **p = &h->table[chain_of(h, b->deadline)];
+  while (*p != b) p = &(*p)->hnext;
+  *p = b->hnext;
+  heap_delete(h, b->heap_index);
+  b->hnext = h->spare;
+  h->spare = b;
+}
+
+static void ring_append(coil_sleep_bucket *b, coil_task *t) {
+  coil_task *head = b->head;
+  t->bucket = b;
+  if (!head) {
+    b->head = t->wnext = t->wprev = t;
+  } else {
+    coil_task *tail = head->wprev;
+    tail->wnext = t;
+    t->wprev = tail;
+    t->wnext = head;
+    head->wprev = t;
+  }
+}
+
+/* Unlinks t from its bucket's ring; returns 1 if that emptied the ring. */
+static int ring_remove(coil_sleep_bucket *b, coil_task *t) {
+  int emptied = 0;
+  if (t->wnext == t) {
+    b->head = NULL;
+    emptied = 1;
+  } else {
+    t->wprev->wnext = t->wnext;
+    t->wnext->wprev = t->wprev;
+    if (b->head == t) b->head = t->wnext;
+  }
+  t->wnext = t->wprev = NULL;
+  t->bucket = NULL;
+  return emptied;
+}
+
+void coil__heap_free(coil_runtime *rt) {
+  coil_heap *h = &rt->sleepers;
+  uint32_t i;
+  for (i = 0; i < h->len; i++) free(h->items[i]);
+  while (h->spare) {
+    coil_sleep_bucket *b = h->spare;
+    h->spare = b->hnext;
+    free(b);
+  }
+  free(h->items);
+  free(h->table);
+  h->items = h->table = NULL;
+  h->len = h->cap = h->table_bits = 0;
+}
+
+/* ---- the timer ------------------------------------------------------------ */
 
 static void on_timer(uv_timer_t *timer);
 
@@ -90,22 +202,36 @@ static void rearm(coil_runtime *rt) {
   }
 }
 
+/* Takes the sleeping t out (cancel.c: it is cancelled or closed). */
 void coil__heap_remove(coil_runtime *rt, coil_task *t) {
-  int was_first = t->heap_index == 0;
-  heap_delete(&rt->sleepers, t->heap_index);
-  if (was_first) rearm(rt);
+  coil_sleep_bucket *b = t->bucket;
+  if (ring_remove(b, t)) {
+    int was_first = b->heap_index == 0;
+    bucket_drop(&rt->sleepers, b);
+    if (was_first) rearm(rt);
+  }
 }
 
+/* Wakes every bucket that is due, each in the order its tasks slept. */
 static void on_timer(uv_timer_t *timer) {
   coil_runtime *rt = (coil_runtime *)timer->data;
   coil_heap *h = &rt->sleepers;
   uint64_t now = uv_now(rt->loop);
   rt->timer_due = 0;
   while (h->len && h->items[0]->deadline <= now) {
-    coil_task *t = h->items[0];
-    heap_delete(h, 0);
-    t->nargs = 0;
-    coil__make_ready(rt, t);
+    coil_sleep_bucket *b = h->items[0];
+    coil_task *t = b->head, *last = t->wprev;
+    for (;;) {
+      coil_task *next = t->wnext;
+      t->wnext = t->wprev = NULL;
+      t->bucket = NULL;
+      t->nargs = 0;
+      coil__make_ready(rt, t);
+      if (t == last) break;
+      t = next;
+    }
+    b->head = NULL;
+    bucket_drop(h, b);
   }
   rearm(rt);
 }
@@ -126,6 +252,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
 static int l_sleep(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
   coil_task *t;
+  coil_sleep_bucket *b;
   lua_Number s;
   uint64_t ms;
   int isnum;
@@ -151,10 +278,10 @@ static int l_sleep(lua_State *L) {
   uv_update_time(rt->loop);
   if (s >= 1e15) ms = UINT64_MAX / 2;
   else ms = (uint64_t)ceil(s * 1000.0);
-  t->deadline = uv_now(rt->loop) + ms;
-  t->seq = ++rt->sleep_seq;
-  if (!heap_push(&rt->sleepers, t)) return luaL_error(L, "coil: out of memory");
-  if (t->heap_index == 0) rearm(rt);
+  b = bucket_for(&rt->sleepers, uv_now(rt->loop) + ms);
+  if (!b) return luaL_error(L, "coil: out of memory");
+  if (!b->head && b->heap_index == 0) rearm(rt);
+  ring_append(b, t);
   return coil__suspend(L, t, WAIT_SLEEP, sleep_k, 0);
 }
 
