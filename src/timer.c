@@ -236,10 +236,11 @@ static void on_timer(uv_timer_t *timer) {
   rearm(rt);
 }
 
+/* The continuation of a sleep; ctx is the sleeping task (a coroutine
+ * belongs to one task), which spares looking up the runtime. */
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
-  coil_task *t = RT_UP(L)->current;
+  coil_task *t = (coil_task *)ctx;
   (void)status;
-  (void)ctx;
   if (t->flags & TF_THROW) {
     coil__cancel_delivered(t);
     return lua_error(L);
@@ -250,7 +251,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
 /* coil.sleep(s): suspends the task for s seconds; sleep(0) yields one turn
  * of the loop (other ready tasks run and the loop polls for I/O first). */
 static int l_sleep(lua_State *L) {
-  coil_runtime *rt = RT_UP(L);
+  coil_runtime *rt;
   coil_task *t;
   coil_sleep_bucket *b;
   lua_Number s;
@@ -269,10 +270,11 @@ static int l_sleep(lua_State *L) {
     return lua_error(L);
   }
   t = coil__await_check(L, "sleep");
+  rt = t->rt;
   if (s == 0) {
     t->nargs = 0;
     coil__make_ready(rt, t);
-    return lua_yieldk(L, 0, 0, sleep_k);
+    return lua_yieldk(L, 0, (lua_KContext)t, sleep_k);
   }
   if (rt->vclock) return coil__vclock_sleep(L, rt, s); /* clock.c */
   uv_update_time(rt->loop);
@@ -282,7 +284,7 @@ static int l_sleep(lua_State *L) {
   if (!b) return luaL_error(L, "coil: out of memory");
   if (!b->head && b->heap_index == 0) rearm(rt);
   ring_append(b, t);
-  return coil__suspend(L, t, WAIT_SLEEP, sleep_k, 0);
+  return coil__suspend(L, t, WAIT_SLEEP, sleep_k, (lua_KContext)t);
 }
 
 /* coil.now(): the loop's monotonic clock in seconds, brought up to date
