@@ -356,6 +356,7 @@ COIL_INTERNAL int coil__vclock_now(lua_State *L, coil_runtime *rt);
 COIL_INTERNAL void coil__timer_open(lua_State *L, coil_runtime *rt);
 COIL_INTERNAL void coil__heap_remove(coil_runtime *rt, coil_task *t);
 COIL_INTERNAL void coil__heap_free(coil_runtime *rt);
+COIL_INTERNAL coil_task **coil__sleepers(coil_runtime *rt, size_t *count);
 
 /* cancel.c: cancellation, soft cancellation */
 COIL_INTERNAL int coil__cancel(lua_State *L, coil_task *t, int err_idx,

@@ -156,11 +156,29 @@ static void begin_drain(coil_runtime *rt) {
   lua_pop(L, 1);
 }
 
-/* Step 3: cancel every live task but the one calling (the driver). */
+/* Step 3: cancel every live task but the one calling (the driver). The
+ * sleepers go first, in the order they would wake, straight from the timer;
+ * the live-task table is walked only if that left someone out (tasks that
+ * wait for something else, or that step 3 already reached). */
 static void cancel_every_task(coil_runtime *rt) {
   lua_State *L = rt->L;
   int top = lua_gettop(L);
+  size_t n, i, reached = rt->current ? 1 : 0;
+  coil_task **sleepers = coil__sleepers(rt, &n);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->run.cancel_ref);
+  for (i = 0; i < n; i++) {
+    coil_task *t = sleepers[i];
+    if (!(t->flags & TF_SHUTDOWN_CANCELLED)) {
+      t->flags |= TF_SHUTDOWN_CANCELLED;
+      coil__cancel(L, t, top + 1, 0);
+      reached++;
+    }
+  }
+  free(sleepers);
+  if (reached == rt->live) { /* each one is a different live task */
+    lua_settop(L, top);
+    return;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
   lua_pushnil(L);
   while (lua_next(L, top + 2)) {

@@ -11,6 +11,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "coil_internal.h"
 
@@ -178,6 +179,51 @@ void coil__heap_free(coil_runtime *rt) {
   free(h->table);
   h->items = h->table = NULL;
   h->len = h->cap = h->table_bits = 0;
+}
+
+static int earlier(const void *a, const void *b) {
+  const coil_sleep_bucket *x = *(coil_sleep_bucket *const *)a;
+  const coil_sleep_bucket *y = *(coil_sleep_bucket *const *)b;
+  return x->deadline < y->deadline ? -1 : x->deadline > y->deadline;
+}
+
+/* The sleeping tasks in the order they would wake, in a malloc'd array
+ * (NULL if none or out of memory); *count says how many. Lets the shutdown
+ * cancel every sleeper without looking each one up. */
+coil_task **coil__sleepers(coil_runtime *rt, size_t *count) {
+  coil_heap *h = &rt->sleepers;
+  coil_sleep_bucket **order;
+  coil_task **all = NULL;
+  size_t n = 0, cap = 0;
+  uint32_t i;
+  *count = 0;
+  if (h->len == 0) return NULL;
+  order = (coil_sleep_bucket **)malloc(h->len * sizeof *order);
+  if (!order) return NULL;
+  memcpy(order, h->items, h->len * sizeof *order);
+  qsort(order, h->len, sizeof *order, earlier);
+  for (i = 0; i < h->len; i++) {
+    coil_task *t = order[i]->head, *last = t->wprev;
+    for (;;) {
+      if (n == cap) {
+        coil_task **more;
+        cap = cap ? cap * 2 : 1024;
+        more = (coil_task **)realloc(all, cap * sizeof *all);
+        if (!more) {
+          free(all);
+          free(order);
+          return NULL;
+        }
+        all = more;
+      }
+      all[n++] = t;
+      if (t == last) break;
+      t = t->wnext;
+    }
+  }
+  free(order);
+  *count = n;
+  return all;
 }
 
 /* ---- the timer ------------------------------------------------------------ */
