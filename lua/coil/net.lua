@@ -236,11 +236,14 @@ end
 
 local LISTEN_OPTS = { reuseport = "boolean", backlog = "number" }
 
+-- Returns a copy of opts: the caller's table (its metamethods included)
+-- is read once, here, before anything is opened.
 local function check_opts(opts, known, what)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
     error(("coil: net.%s: opts must be a table, got %s"):format(what, type(opts)), 3)
   end
+  local copy = {}
   for k, v in pairs(opts) do
     local want = known[k]
     if not want then
@@ -250,7 +253,9 @@ local function check_opts(opts, known, what)
       error(("coil: net.%s: opts.%s must be a %s, got %s")
             :format(what, k, want, type(v)), 3)
     end
+    copy[k] = v
   end
+  opts = copy
   if opts.backlog ~= nil and (math_type(opts.backlog) ~= "integer" or opts.backlog < 1) then
     error(("coil: net.%s: opts.backlog must be a positive integer, got %s")
           :format(what, tostring(opts.backlog)), 3)
