@@ -4,8 +4,11 @@
 -- with the same few methods (read_start, read_stop, write, is_closing,
 -- close: coil.io's file-descriptor streams).
 --
--- Streams read only while a task waits for data (the handle is idle, and
--- keeps nothing alive, otherwise). Writes are buffered: write() returns once
+-- A stream reads while a task waits for data and, between two reads, goes
+-- on reading until READ_AHEAD bytes wait in its buffer (so a read loop does
+-- not stop and restart the handle at every chunk, an epoll_ctl each time);
+-- meanwhile the handle is unreferenced: a stream nobody waits on keeps
+-- nothing alive. Writes are buffered: write() returns once
 -- its data is queued while less than the high-water mark waits to go out,
 -- and waits otherwise, so a slow reader makes the writer wait and memory
 -- stays bounded; drain() waits until everything is written.
@@ -30,6 +33,7 @@ local EPIPE = uv_error "EPIPE"
 local ELINE = "ELINE: line too long"
 
 local HIGH_WATER = 64 * 1024 -- bytes queued before write() waits
+local READ_AHEAD = 64 * 1024 -- bytes buffered before reading stops
 local LINE_MAX = 64 * 1024   -- read_line's default limit
 
 -- Streams ------------------------------------------------------------------
@@ -53,22 +57,33 @@ local function close_handle(self)
   if not self.handle:is_closing() then self.handle:close() end
 end
 
--- Reading is stopped after every event: the data waits in the buffer, and a
--- stream nobody reads is idle.
+-- A chunk, the end or an error arrived. A luv handle goes on reading: for
+-- the task it wakes, which is likely to read again, or, when none waits,
+-- until READ_AHEAD bytes are buffered; a look-alike (coil.io's descriptors,
+-- which read one chunk per read_start) stops. (libuv never calls this for a
+-- closing handle, so read_stop needs no is_closing check here.)
 local function on_read(self, err, data)
-  if err then
-    self.err = uv_error(err)
-  elseif data then
+  local reader = self.reader
+  if data then
     local tail = self.tail + 1
     self.tail = tail
     self.chunks[tail] = data
-    self.size = self.size + #data
+    local size = self.size + #data
+    self.size = size
+    if reader and self.read_ahead then
+      -- no task waits any more: the reading handle keeps nothing alive
+      self.handle:unref()
+      self.unreferenced = true
+    elseif size >= READ_AHEAD or not self.read_ahead then
+      self.reading = false
+      self.handle:read_stop()
+    end
   else
-    self.eof = true
+    if err then self.err = uv_error(err) else self.eof = true end
+    self.reading = false
+    self.handle:read_stop()
+    if self.close_on_eof then close_handle(self) end
   end
-  stop_reading(self)
-  if (err or not data) and self.close_on_eof then close_handle(self) end
-  local reader = self.reader
   if reader then
     self.reader = nil
     wake(reader)
@@ -84,6 +99,7 @@ function M.new(handle, name, close_on_eof)
     handle = handle, name = name or tostring(handle), close_on_eof = close_on_eof,
     chunks = {}, head = 1, tail = 0, off = 1, size = 0,
     eof = false, err = nil, reader = nil, reading = false, closed = false,
+    read_ahead = handle.unref ~= nil, unreferenced = false,
     queued = 0, high_water = HIGH_WATER, write_err = nil, writers = fifo(),
     skip_line = false,
   }, Stream)
@@ -114,6 +130,10 @@ local function fill(self, what)
       return false
     end
     self.reading = true
+  end
+  if self.unreferenced then
+    self.unreferenced = false
+    self.handle:ref()
   end
   local me = current()
   self.reader = me
