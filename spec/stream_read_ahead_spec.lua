@@ -1,4 +1,5 @@
--- Streams read ahead between two reads (up to a mark): what must still hold.
+-- Streams read ahead between two reads (up to a mark) and write at once when
+-- nothing is queued: what must still hold.
 local coil = require "coil"
 local proc = require "spec.support.proc"
 local net = coil.net
@@ -118,5 +119,27 @@ describe("stream read-ahead", function()
     ]] }, { stdin = ("z"):rep(300 * 1024), limit = 20 })
     assert.equal(0, r.code, r.stderr)
     assert.equal(tostring(300 * 1024) .. "\n", r.stdout)
+  end)
+end)
+
+describe("stream writes without a queue", function()
+  it("a large write goes out in order, partly at once and partly queued", function()
+    local data = pattern(4 * 1024 * 1024)
+    local received = {}
+    local c, finish = pair(function(stream)
+      local n = 0
+      while n < #data do
+        local chunk = stream:read()
+        if not chunk then break end
+        received[#received + 1] = chunk
+        n = n + #chunk
+      end
+    end)
+    assert.is_true(c:write(data:sub(1, 100)))
+    assert.is_true(c:write(data:sub(101)))
+    assert.is_true(c:drain())
+    assert.equal(0, c.queued)
+    finish()
+    assert.is_true(table.concat(received) == data, "the data arrived changed")
   end)
 end)

@@ -100,6 +100,7 @@ function M.new(handle, name, close_on_eof)
     chunks = {}, head = 1, tail = 0, off = 1, size = 0,
     eof = false, err = nil, reader = nil, reading = false, closed = false,
     read_ahead = handle.unref ~= nil, unreferenced = false,
+    try_write = handle.try_write ~= nil,
     queued = 0, high_water = HIGH_WATER, write_err = nil, writers = fifo(),
     skip_line = false,
   }, Stream)
@@ -322,8 +323,21 @@ function Stream:write(data)
   if self.write_err then return nil, self.write_err end
   if self.handle:is_closing() then return nil, EPIPE end
   if data == "" then return true end
+  local handle = self.handle
+  if self.queued == 0 and self.try_write then
+    -- nothing waits to go out: the kernel may take it all at once, with no
+    -- request and no callback
+    local sent, err, name = handle:try_write(data)
+    if sent == #data then return true end
+    if sent then
+      data = data:sub(sent + 1)
+    elseif name ~= "EAGAIN" then
+      self.write_err = err
+      return nil, err
+    end
+  end
   local n = #data
-  local ok, err = self.handle:write(data, function(e) on_written(self, n, e) end)
+  local ok, err = handle:write(data, function(e) on_written(self, n, e) end)
   if not ok then return nil, err end
   self.queued = self.queued + n
   -- cancelled while waiting here: the data stays queued (libuv cannot take
