@@ -1,6 +1,7 @@
--- Streams read ahead between two reads (up to a mark) and write at once when
--- nothing is queued: what must still hold.
+-- Streams read ahead between two reads (up to a mark), write at once when
+-- nothing is queued, and coil.net sets TCP_NODELAY: what must still hold.
 local coil = require "coil"
+local coil_core = require "coil.core"
 local proc = require "spec.support.proc"
 local net = coil.net
 
@@ -8,14 +9,14 @@ local READ_AHEAD = 64 * 1024
 
 -- A server whose one connection runs handler(stream); returns the client
 -- stream and a function that closes everything and waits for the handler.
-local function pair(handler)
+local function pair(handler, listen_opts, connect_opts)
   local task
   local server = assert(net.listen("127.0.0.1", 0, function(stream)
     task = coil.current()
     return handler(stream)
-  end))
+  end, listen_opts))
   local _, port = server:address()
-  local c = assert(net.connect("127.0.0.1", port))
+  local c = assert(net.connect("127.0.0.1", port, connect_opts))
   return c, function()
     c:close()
     server:close()
@@ -141,5 +142,51 @@ describe("stream writes without a queue", function()
     assert.equal(0, c.queued)
     finish()
     assert.is_true(table.concat(received) == data, "the data arrived changed")
+  end)
+end)
+
+describe("TCP_NODELAY", function()
+  local function nodelay(stream)
+    local family, kind, listening, on = coil_core.socket_info(stream.handle:fileno())
+    assert.equal("inet", family)
+    assert.equal("stream", kind)
+    assert.is_false(listening)
+    return on
+  end
+
+  it("is set on accepted and connected TCP streams by default", function()
+    local server_side
+    local c, finish = pair(function(stream)
+      server_side = nodelay(stream)
+      stream:write("x")
+    end)
+    assert.equal("x", c:read())
+    assert.is_true(server_side)
+    assert.is_true(nodelay(c))
+    finish()
+  end)
+
+  it("is left off with opts.nodelay = false", function()
+    local server_side
+    local c, finish = pair(function(stream)
+      server_side = nodelay(stream)
+      stream:write("x")
+    end, { nodelay = false }, { nodelay = false })
+    assert.equal("x", c:read())
+    assert.is_false(server_side)
+    assert.is_false(nodelay(c))
+    finish()
+  end)
+
+  it("refuses a bad nodelay option", function()
+    assert.error_matches(function() net.connect("127.0.0.1", 1, { nodelay = 1 }) end,
+                         "coil: net.connect: opts.nodelay must be a boolean, got number")
+    assert.error_matches(function() net.connect("127.0.0.1", 1, { delay = true }) end,
+                         "coil: net.connect: unknown option delay")
+    assert.error_matches(function() net.connect("127.0.0.1", 1, 5) end,
+                         "coil: net.connect: opts must be a table, got number")
+    assert.error_matches(function()
+      net.listen("127.0.0.1", 0, function() end, { nodelay = "no" })
+    end, "coil: net.listen: opts.nodelay must be a boolean, got string")
   end)
 end)
