@@ -108,12 +108,13 @@ function M.new(handle, name, close_on_eof)
   return self
 end
 
-local function check_stream(self, what)
+-- (name is the whole "stream:read": no string is built on the good path)
+local function check_stream(self, name)
   if getmetatable(self) ~= Stream then
-    error("coil: stream:" .. what .. " expects a stream (use stream:" .. what .. "(...))", 3)
+    error("coil: " .. name .. " expects a stream (use " .. name .. "(...))", 3)
   end
-  if self.closed then error("coil: stream:" .. what .. " on a closed stream", 3) end
-  in_task("stream:" .. what, 3)
+  if self.closed then error("coil: " .. name .. " on a closed stream", 3) end
+  in_task(name, 3)
 end
 
 -- Waits for more data; false at the end, on an error or once closed.
@@ -194,7 +195,7 @@ end
 -- (a closed connection is the end, a reset is "ECONNRESET: …")
 -- @raise on a closed stream, or when another task is reading it already
 function Stream:read()
-  check_stream(self, "read")
+  check_stream(self, "stream:read")
   while self.size == 0 do
     if not fill(self, "read") then return nil, self.err end
   end
@@ -227,7 +228,7 @@ end
 -- discarded (the next read_line starts after it, the stream stays usable);
 -- nil, err on failure
 function Stream:read_line(max)
-  check_stream(self, "read_line")
+  check_stream(self, "stream:read_line")
   if max == nil then max = LINE_MAX
   elseif math_type(max) ~= "integer" or max < 1 then
     error("coil: stream:read_line: max must be a positive integer, got " .. tostring(max), 2)
@@ -274,7 +275,7 @@ end
 -- first (what did arrive stays buffered for read()); nil, err on failure
 -- @raise on a negative or non-integer n
 function Stream:read_exactly(n)
-  check_stream(self, "read_exactly")
+  check_stream(self, "stream:read_exactly")
   if math_type(n) ~= "integer" or n < 0 then
     error("coil: stream:read_exactly: size must be a non-negative integer, got "
           .. tostring(n), 2)
@@ -316,7 +317,7 @@ local function all_written(self) return self.queued == 0 end
 -- drain() or close()
 -- @raise on a closed stream or data that is not a string
 function Stream:write(data)
-  check_stream(self, "write")
+  check_stream(self, "stream:write")
   if type(data) ~= "string" then
     error("coil: stream:write: data must be a string, got " .. type(data), 2)
   end
@@ -350,7 +351,7 @@ end
 --- ⏳ stream:drain() -> true once every write made so far has gone out.
 -- @return true; nil, err if a write failed
 function Stream:drain()
-  check_stream(self, "drain")
+  check_stream(self, "stream:drain")
   wait_writes(self, all_written)
   if self.write_err then return nil, self.write_err end
   return true
