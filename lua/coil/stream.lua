@@ -108,17 +108,19 @@ function M.new(handle, name, close_on_eof)
   return self
 end
 
--- (name is the whole "stream:read": no string is built on the good path)
+-- Returns the current task. (name is the whole "stream:read": no string is
+-- built on the good path)
 local function check_stream(self, name)
   if getmetatable(self) ~= Stream then
     error("coil: " .. name .. " expects a stream (use " .. name .. "(...))", 3)
   end
   if self.closed then error("coil: " .. name .. " on a closed stream", 3) end
-  in_task(name, 3)
+  return in_task(name, 3)
 end
 
--- Waits for more data; false at the end, on an error or once closed.
-local function fill(self, what)
+-- Waits for more data (me: the current task); false at the end, on an
+-- error or once closed.
+local function fill(self, what, me)
   if self.eof or self.err or self.closed or self.handle:is_closing() then
     return false
   end
@@ -137,7 +139,6 @@ local function fill(self, what)
     self.unreferenced = false
     self.handle:ref()
   end
-  local me = current()
   self.reader = me
   local ok, err = pcall(park)
   if self.reader == me then self.reader = nil end
@@ -195,9 +196,9 @@ end
 -- (a closed connection is the end, a reset is "ECONNRESET: …")
 -- @raise on a closed stream, or when another task is reading it already
 function Stream:read()
-  check_stream(self, "stream:read")
+  local me = check_stream(self, "stream:read")
   while self.size == 0 do
-    if not fill(self, "read") then return nil, self.err end
+    if not fill(self, "read", me) then return nil, self.err end
   end
   if self.off == 1 and self.head == self.tail then
     -- the common case: one whole chunk buffered
@@ -228,7 +229,7 @@ end
 -- discarded (the next read_line starts after it, the stream stays usable);
 -- nil, err on failure
 function Stream:read_line(max)
-  check_stream(self, "stream:read_line")
+  local me = check_stream(self, "stream:read_line")
   if max == nil then max = LINE_MAX
   elseif math_type(max) ~= "integer" or max < 1 then
     error("coil: stream:read_line: max must be a positive integer, got " .. tostring(max), 2)
@@ -236,7 +237,7 @@ function Stream:read_line(max)
   while self.skip_line do
     if skip_through_newline(self) then
       self.skip_line = false
-    elseif not fill(self, "read_line") then
+    elseif not fill(self, "read_line", me) then
       self.skip_line = false
       if self.err then return nil, self.err end
       return nil
@@ -258,7 +259,7 @@ function Stream:read_line(max)
       self.skip_line = true
       return nil, ELINE
     end
-    if not fill(self, "read_line") then
+    if not fill(self, "read_line", me) then
       if self.err then return nil, self.err end
       if self.size > max then
         take(self, self.size)
@@ -275,13 +276,13 @@ end
 -- first (what did arrive stays buffered for read()); nil, err on failure
 -- @raise on a negative or non-integer n
 function Stream:read_exactly(n)
-  check_stream(self, "stream:read_exactly")
+  local me = check_stream(self, "stream:read_exactly")
   if math_type(n) ~= "integer" or n < 0 then
     error("coil: stream:read_exactly: size must be a non-negative integer, got "
           .. tostring(n), 2)
   end
   while self.size < n do
-    if not fill(self, "read_exactly") then return nil, self.err or EOF end
+    if not fill(self, "read_exactly", me) then return nil, self.err or EOF end
   end
   if n == 0 then return "" end
   return take(self, n)
@@ -299,10 +300,9 @@ end
 
 -- Parks until cond(self) holds or a write failed.
 local function wait_writes(self, cond)
+  if cond(self) or self.write_err then return end
   local me = current()
-  while not cond(self) and not self.write_err do
-    wait_in(self.writers, me)
-  end
+  repeat wait_in(self.writers, me) until cond(self) or self.write_err
 end
 
 local function below_high_water(self) return self.queued < self.high_water end
