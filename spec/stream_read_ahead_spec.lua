@@ -107,6 +107,20 @@ describe("stream read-ahead", function()
     assert.equal("hello\n", r.stdout)
   end)
 
+  it("standard input reads only while a task waits: other processes share it", function()
+    -- the pipe stays open (no end of file to stop the reading)
+    local script = [[
+      local coil = require "coil"
+      local first = coil.io.stdin:read_line()
+      coil.sleep(0.05)
+      print(first, coil.io.stdin.reading)
+    ]]
+    local r = proc.start("/bin/sh", { "-c", '(echo one; sleep 2) | "$0" -e "$1"',
+                                      COIL_BIN, script }):wait(20)
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("one\tfalse\n", r.stdout)
+  end)
+
   it("a stream read by a look-alike handle (coil.io's) reads chunk by chunk", function()
     local r = proc.run({ "-e", [[
       local coil = require "coil"

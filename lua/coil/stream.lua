@@ -8,7 +8,8 @@
 -- on reading until READ_AHEAD bytes wait in its buffer (so a read loop does
 -- not stop and restart the handle at every chunk, an epoll_ctl each time);
 -- meanwhile the handle is unreferenced: a stream nobody waits on keeps
--- nothing alive. Writes are buffered: write() returns once
+-- nothing alive (standard input reads only while a task waits: other
+-- processes may read it too). Writes are buffered: write() returns once
 -- its data is queued while less than the high-water mark waits to go out,
 -- and waits otherwise, so a slow reader makes the writer wait and memory
 -- stays bounded; drain() waits until everything is written.
@@ -59,9 +60,10 @@ end
 
 -- A chunk, the end or an error arrived. A luv handle goes on reading: for
 -- the task it wakes, which is likely to read again, or, when none waits,
--- until READ_AHEAD bytes are buffered; a look-alike (coil.io's descriptors,
--- which read one chunk per read_start) stops. (libuv never calls this for a
--- closing handle, so read_stop needs no is_closing check here.)
+-- until READ_AHEAD bytes are buffered. Standard input and a look-alike
+-- (coil.io's descriptors, which read one chunk per read_start) stop.
+-- (libuv never calls this for a closing handle: read_stop needs no
+-- is_closing check here.)
 local function on_read(self, err, data)
   local reader = self.reader
   if data then
@@ -90,16 +92,18 @@ local function on_read(self, err, data)
   end
 end
 
---- stream.new(handle, name, close_on_eof) wraps a connected luv stream
--- handle (tcp, pipe, tty) or a look-alike. `name` names it in messages;
--- `close_on_eof` closes the handle at the end of the data (the read side of
--- a child's pipe).
-function M.new(handle, name, close_on_eof)
+--- stream.new(handle, name, close_on_eof, no_read_ahead) wraps a connected
+-- luv stream handle (tcp, pipe, tty) or a look-alike. `name` names it in
+-- messages; `close_on_eof` closes the handle at the end of the data (the
+-- read side of a child's pipe); `no_read_ahead` reads only while a task
+-- waits (a descriptor other processes read too, as standard input: what
+-- coil read ahead would be lost to them).
+function M.new(handle, name, close_on_eof, no_read_ahead)
   local self = setmetatable({
     handle = handle, name = name or tostring(handle), close_on_eof = close_on_eof,
     chunks = {}, head = 1, tail = 0, off = 1, size = 0,
     eof = false, err = nil, reader = nil, reading = false, closed = false,
-    read_ahead = handle.unref ~= nil, unreferenced = false,
+    read_ahead = not no_read_ahead and handle.unref ~= nil, unreferenced = false,
     try_write = handle.try_write ~= nil,
     queued = 0, high_water = HIGH_WATER, write_err = nil, writers = fifo(),
     skip_line = false,
