@@ -125,13 +125,14 @@ end
 -- Waits for more data (me: the current task); false at the end, on an
 -- error or once closed.
 local function fill(self, what, me)
-  if self.eof or self.err or self.closed or self.handle:is_closing() then
-    return false
-  end
+  if self.eof or self.err or self.closed then return false end
   if self.reader then
     error("coil: stream:" .. what .. ": another task is already reading this stream", 3)
   end
+  -- (a handle still reading is not closing: closing stops it, and only
+  -- this file closes a handle that reads)
   if not self.reading then
+    if self.handle:is_closing() then return false end
     local ok, err = self.handle:read_start(self.on_read)
     if not ok then
       self.err = err
