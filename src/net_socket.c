@@ -86,7 +86,8 @@ static int l_accept(lua_State *L) {
   while (conn < 0 && errno == EINTR);
   if (conn < 0) return push_errno(L, errno);
   /* best effort, as Node and asyncio: a connection without it still works */
-  if (nodelay) (void)setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay);
+  if (nodelay)
+    (void)setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay);
   lua_pushinteger(L, conn);
   return 1;
 }
