@@ -402,3 +402,70 @@ describe("coil.on_error", function()
     assert.matches("stack traceback of task", got.tb)
   end)
 end)
+
+-- coil reuses the coroutine of a finished task for a later spawn when no
+-- Lua code can tell (docs/internals.md, "Reusing coroutines").
+describe("a finished task's coroutine", function()
+  -- enough finished tasks that any pool of coroutines is filled and drawn on
+  local function churn(n)
+    local tasks = {}
+    for i = 1, n do tasks[i] = coil.spawn(function(x) coil.sleep(0) return x end, i) end
+    for i = 1, n do assert.equal(i, tasks[i]:await()) end
+  end
+
+  it("stays dead when the task gave it to Lua code", function()
+    local co
+    coil.spawn(function() co = coroutine.running() end):await()
+    local tasks = {}
+    for i = 1, 300 do tasks[i] = coil.spawn(coil.sleep, 0.001) end
+    assert.equal("dead", coroutine.status(co)) -- no task of those starts in it
+    coil.sleep(0)
+    assert.equal("dead", coroutine.status(co)) -- nor waits in it
+    for i = 1, 300 do tasks[i]:await() end
+    churn(300)
+    assert.equal("dead", coroutine.status(co))
+    local ok, err = coroutine.resume(co)
+    assert.is_false(ok)
+    assert.equal("cannot resume dead coroutine", err)
+  end)
+
+  it("runs each later task from its start, whatever the one before did", function()
+    local function ends(i)
+      coil.defer(function() end)
+      local _ <close> = setmetatable({}, { __close = function() end })
+      coil.sleep(0)
+      if i % 3 == 0 then error("boom " .. i, 0) end
+      if i % 3 == 1 then coil.sleep(10) end -- cancelled below
+      return i, coil.current():name()
+    end
+    for _ = 1, 2 do
+      local tasks = {}
+      for i = 1, 300 do tasks[i] = coil.spawn(ends, i) end
+      coil.sleep(0)
+      for i = 1, 300, 3 do tasks[i]:cancel() end
+      for i = 1, 300 do
+        local ok, a, b = pcall(tasks[i].await, tasks[i])
+        if i % 3 == 0 then
+          assert.same({ false, "boom " .. i }, { ok, a })
+        elseif i % 3 == 1 then
+          assert.is_false(ok)
+          assert.is_true(coil.is_cancelled(a))
+        else
+          assert.same({ true, i, tasks[i]:name() }, { ok, a, b })
+        end
+      end
+    end
+  end)
+
+  it("does not carry a debug hook its task set into another task", function()
+    local calls = 0
+    coil.spawn(function()
+      debug.sethook(function() calls = calls + 1 end, "c")
+    end):await()
+    calls = 0
+    local function f() end
+    local t = coil.spawn(function() for _ = 1, 10 do f() end end)
+    t:await()
+    assert.equal(0, calls)
+  end)
+end)

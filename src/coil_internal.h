@@ -51,6 +51,7 @@ enum {
 #define TF_HOOK_CANCELLED 0x0100     /* interrupted by the busy-task hook */
 #define TF_SHUTDOWN_CANCELLED 0x0200 /* step 3 already reached it */
 #define TF_HAS_DONE_CB 0x0400 /* a coil_spawn_call done_cb waits for it */
+#define TF_CO_SEEN 0x0800 /* Lua code got its coroutine: never reuse it */
 
 struct coil_task {
   coil_runtime *rt;
@@ -182,6 +183,8 @@ struct coil_runtime {
   size_t live;     /* tasks not done */
   int anchors_ref; /* registry: table slot -> live task userdata */
   int entry_ref;   /* registry: the coroutine main function */
+  lua_State *co_pool; /* spawn.c: finished coroutines to reuse, on its stack */
+  int co_pool_n;
 
   /* memory (memory.c) */
   size_t mem_used, mem_limit;

@@ -147,7 +147,13 @@ coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs) {
   t->anchor = LUA_NOREF;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &coil__task_mt_key);
   lua_setmetatable(L, -2);
-  co = lua_newthread(L);
+  if (rt->co_pool_n > 0) { /* a finished task's coroutine (see pool_keep) */
+    lua_xmove(rt->co_pool, L, 1);
+    co = lua_tothread(L, -1);
+    rt->co_pool_n--;
+  } else {
+    co = lua_newthread(L);
+  }
   lua_setiuservalue(L, -2, 1);
   lua_insert(L, fidx); /* task, fn, args */
   if (!lua_checkstack(co, nargs + 2)) luaL_error(L, "coil: too many arguments");
@@ -301,6 +307,26 @@ int coil__status_of(lua_State *L, int idx) {
 
 static void run_done_cb(coil_runtime *rt, coil_task *t, int ud_idx);
 
+/* How many finished coroutines wait for a new task: enough for a server's
+ * burst of short tasks, little memory (about 1 KiB each) when idle. */
+#define CO_POOL_MAX 1024
+
+/* Keeps the coroutine of a task that just ended, its stack emptied, for the
+ * next spawn, when nothing can tell it was reused (docs/internals.md): its
+ * main function returned (no error left it half unwound, no `<close>` is
+ * pending), no Lua code ever got it as a value (coroutine.running() sets
+ * TF_CO_SEEN; coil made the state, so no saved stock coroutine.running
+ * exists), and no debug hook of the task's is set on it. */
+static void pool_keep(coil_runtime *rt, coil_task *t, lua_State *co, int st) {
+  if (st != LUA_OK || rt->co_pool_n >= CO_POOL_MAX || !rt->owns_state ||
+      (t->flags & (TF_CO_SEEN | TF_FORCED)) || lua_gethook(co) != NULL ||
+      lua_status(co) != LUA_OK || !lua_checkstack(rt->co_pool, 1))
+    return;
+  lua_pushthread(co);
+  lua_xmove(co, rt->co_pool, 1);
+  rt->co_pool_n++;
+}
+
 /* Records how t ended and tells everyone who waits. L = rt->L. */
 static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
   lua_State *L = rt->L, *co = t->co;
@@ -334,6 +360,7 @@ static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
   }
   lua_setiuservalue(L, ud, 1); /* the coroutine goes with it */
   lua_settop(co, 0);
+  pool_keep(rt, t, co, st);
   t->co = NULL;
   t->state = TASK_DONE;
   t->wait = WAIT_NONE;
@@ -593,4 +620,6 @@ void coil__spawn_open(lua_State *L, coil_runtime *rt) {
   lua_pushcclosure(L, entry_msgh, 1);
   lua_pushcclosure(L, task_entry, 2);
   rt->entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->co_pool = lua_newthread(L);
+  luaL_ref(L, LUA_REGISTRYINDEX); /* kept for the state's life */
 }
