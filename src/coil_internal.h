@@ -183,7 +183,11 @@ struct coil_runtime {
   size_t live;     /* tasks not done */
   int anchors_ref; /* registry: table slot -> live task userdata */
   int entry_ref;   /* registry: the coroutine main function */
-  lua_State *co_pool; /* spawn.c: finished coroutines to reuse, on its stack */
+  /* a thread never run, whose stack keeps [1] the live-task table (as
+   * anchors_ref: read without a registry lookup) and above it the finished
+   * coroutines spawn.c reuses (co_pool_n of them). Only calls that cannot
+   * raise touch it: an error there would have no handler. */
+  lua_State *keep;
   int co_pool_n;
 
   /* memory (memory.c) */

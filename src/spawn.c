@@ -148,7 +148,7 @@ coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &coil__task_mt_key);
   lua_setmetatable(L, -2);
   if (rt->co_pool_n > 0) { /* a finished task's coroutine (see pool_keep) */
-    lua_xmove(rt->co_pool, L, 1);
+    lua_xmove(rt->keep, L, 1);
     co = lua_tothread(L, -1);
     rt->co_pool_n--;
   } else {
@@ -318,12 +318,13 @@ static void run_done_cb(coil_runtime *rt, coil_task *t, int ud_idx);
  * TF_CO_SEEN; coil made the state, so no saved stock coroutine.running
  * exists), and no debug hook of the task's is set on it. */
 static void pool_keep(coil_runtime *rt, coil_task *t, lua_State *co, int st) {
+  /* (room for it and the free slot coil__push_task uses) */
   if (st != LUA_OK || rt->co_pool_n >= CO_POOL_MAX || !rt->owns_state ||
       (t->flags & (TF_CO_SEEN | TF_FORCED)) || lua_gethook(co) != NULL ||
-      lua_status(co) != LUA_OK || !lua_checkstack(rt->co_pool, 1))
+      lua_status(co) != LUA_OK || !lua_checkstack(rt->keep, 2))
     return;
   lua_pushthread(co);
-  lua_xmove(co, rt->co_pool, 1);
+  lua_xmove(co, rt->keep, 1);
   rt->co_pool_n++;
 }
 
@@ -566,7 +567,7 @@ static int l_defer(lua_State *L) {
   coil_task *t = rt->current;
   int n = lua_gettop(L) - 1, i;
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  if (!t) coil__inside_task(L, "defer");
+  if (!t) t = coil__inside_task(L, "defer");
   if (n == 0) {
     coil__push_task(L, t);
     if (lua_getiuservalue(L, -1, 2) == LUA_TNIL) { /* the first and only */
@@ -620,6 +621,4 @@ void coil__spawn_open(lua_State *L, coil_runtime *rt) {
   lua_pushcclosure(L, entry_msgh, 1);
   lua_pushcclosure(L, task_entry, 2);
   rt->entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  rt->co_pool = lua_newthread(L);
-  luaL_ref(L, LUA_REGISTRYINDEX); /* kept for the state's life */
 }

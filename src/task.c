@@ -22,9 +22,9 @@ const char *const coil__wait_names[] = {"", "sleep", "await", "shield", "wait"};
 
 /* Pushes the task's userdata. */
 void coil__push_task(lua_State *L, coil_task *t) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->rt->anchors_ref);
-  lua_rawgeti(L, -1, t->anchor);
-  lua_remove(L, -2);
+  lua_State *keep = t->rt->keep; /* a free slot on it: see pool_keep (spawn.c) */
+  lua_rawgeti(keep, 1, t->anchor);
+  lua_xmove(keep, L, 1);
 }
 
 /* The task at idx, or NULL if the value there is not a task. */
@@ -279,8 +279,12 @@ void coil__task_object_open(lua_State *L, coil_runtime *rt) {
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
 
+  rt->keep = lua_newthread(L);
+  luaL_ref(L, LUA_REGISTRYINDEX); /* kept for the state's life */
   lua_newtable(L);
+  lua_pushvalue(L, -1);
   rt->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_xmove(L, rt->keep, 1);
 
   lua_pushlightuserdata(L, rt);
   luaL_setfuncs(L, task_funcs, 1);
