@@ -52,6 +52,7 @@ enum {
 #define TF_SHUTDOWN_CANCELLED 0x0200 /* step 3 already reached it */
 #define TF_HAS_DONE_CB 0x0400 /* a coil_spawn_call done_cb waits for it */
 #define TF_CO_SEEN 0x0800 /* Lua code got its coroutine: never reuse it */
+#define TF_DEFERS 0x1000  /* coil.defer was called: look for defers */
 
 struct coil_task {
   coil_runtime *rt;

@@ -40,6 +40,7 @@ static int pop_defer(lua_State *L, coil_task *t) {
   int n, i;
   lua_Integer len;
   int type;
+  if (!(t->flags & TF_DEFERS)) return -1; /* most tasks: no lookup */
   coil__push_task(L, t);
   type = lua_getiuservalue(L, -1, 2); /* task, extras */
   if (type == LUA_TFUNCTION) {        /* a lone defer */
@@ -568,6 +569,7 @@ static int l_defer(lua_State *L) {
   int n = lua_gettop(L) - 1, i;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (!t) t = coil__inside_task(L, "defer");
+  t->flags |= TF_DEFERS;
   if (n == 0) {
     coil__push_task(L, t);
     if (lua_getiuservalue(L, -1, 2) == LUA_TNIL) { /* the first and only */
