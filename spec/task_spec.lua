@@ -469,3 +469,42 @@ describe("a finished task's coroutine", function()
     assert.equal(0, calls)
   end)
 end)
+
+describe("coil.tasks and coil.current as tasks end in any order", function()
+  it("list exactly the live tasks, each still itself", function()
+    local selves, alive = {}, {}
+    local tasks = {}
+    for i = 1, 60 do
+      tasks[i] = coil.spawn(function()
+        selves[i] = coil.current()
+        coil.sleep(1)
+      end)
+      alive[tasks[i]] = true
+    end
+    local mine = {}
+    for _, t in ipairs(tasks) do mine[t] = true end
+    coil.sleep(0)
+    local order = {}
+    for i = 1, 60 do order[i] = i end
+    local seed = 7
+    for i = 60, 2, -1 do -- a fixed shuffle: ends from the middle, both ends
+      seed = (seed * 1103515245 + 12345) % 2147483648
+      local j = seed % i + 1
+      order[i], order[j] = order[j], order[i]
+    end
+    for _, i in ipairs(order) do
+      assert.equal(tasks[i], selves[i])
+      tasks[i]:cancel()
+      pcall(tasks[i].await, tasks[i])
+      alive[tasks[i]] = nil
+      local listed = {}
+      for _, t in ipairs(coil.tasks()) do
+        if mine[t] then
+          assert.is_true(alive[t], tostring(t))
+          listed[t] = true
+        end
+      end
+      for t in pairs(alive) do assert.is_true(listed[t], tostring(t)) end
+    end
+  end)
+end)

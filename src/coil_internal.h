@@ -183,6 +183,7 @@ struct coil_runtime {
   uint64_t next_id;
   size_t live;     /* tasks not done */
   int anchors_ref; /* registry: table slot -> live task userdata */
+  int anchored;    /* spawn.c: slots 1..anchored of it are in use */
   int entry_ref;   /* registry: the coroutine main function */
   /* a thread never run, whose stack keeps [1] the live-task table (as
    * anchors_ref: read without a registry lookup) and above it the finished

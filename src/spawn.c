@@ -135,6 +135,35 @@ static int task_entry(lua_State *L) {
 
 /* ---- spawning ------------------------------------------------------------ */
 
+/* The live-task table is a dense list, anchors[1..rt->anchored]: a task
+ * ending moves the last one into its slot. (Cheaper than luaL_ref/unref;
+ * nothing ends a task while coil__live_tasks or the shutdown's step 3 walk
+ * the table.) anchor() anchors the task on top of L's stack. */
+static void anchor(lua_State *L, coil_runtime *rt, coil_task *t) {
+  int slot = rt->anchored + 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, slot); /* may raise (memory): nothing recorded yet */
+  lua_pop(L, 1);
+  t->anchor = slot;
+  rt->anchored = slot;
+}
+
+static void unanchor(lua_State *L, coil_runtime *rt, coil_task *t) {
+  int last = rt->anchored;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
+  if (t->anchor != last) {
+    lua_rawgeti(L, -1, last);
+    ((coil_task *)lua_touserdata(L, -1))->anchor = t->anchor;
+    lua_rawseti(L, -2, t->anchor);
+  }
+  lua_pushnil(L);
+  lua_rawseti(L, -2, last);
+  lua_pop(L, 1);
+  rt->anchored = last - 1;
+  t->anchor = LUA_NOREF;
+}
+
 /* Spawns the function below nargs arguments on top of L's stack as a task;
  * pops them and pushes the task. */
 coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs) {
@@ -165,10 +194,7 @@ coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs) {
   t->id = ++rt->next_id;
   t->started = uv_now(rt->loop);
   t->nargs = nargs + 1;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
-  lua_pushvalue(L, -2);
-  t->anchor = luaL_ref(L, -2);
-  lua_pop(L, 1);
+  anchor(L, rt, t);
   rt->live++;
 
   if (rt->run.phase >= PHASE_CANCEL) {
@@ -424,9 +450,7 @@ static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
       rt->run.phase == PHASE_RUN)
     coil__request_status(rt, 1);
 
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
-  luaL_unref(L, -1, t->anchor);
-  t->anchor = LUA_NOREF;
+  unanchor(L, rt, t);
   lua_settop(L, ud - 1);
 }
 
