@@ -186,9 +186,10 @@ struct coil_runtime {
   int anchored;    /* spawn.c: slots 1..anchored of it are in use */
   int entry_ref;   /* registry: the coroutine main function */
   /* a thread never run, whose stack keeps [1] the live-task table (as
-   * anchors_ref: read without a registry lookup) and above it the finished
-   * coroutines spawn.c reuses (co_pool_n of them). Only calls that cannot
-   * raise touch it: an error there would have no handler. */
+   * anchors_ref: read without a registry lookup), [2] the task metatable,
+   * and above them the finished coroutines spawn.c reuses (co_pool_n of
+   * them). Only calls that cannot raise touch it: an error there would have
+   * no handler. */
   lua_State *keep;
   int co_pool_n;
 

@@ -175,7 +175,8 @@ coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs) {
   memset(t, 0, sizeof *t);
   t->rt = rt;
   t->anchor = LUA_NOREF;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &coil__task_mt_key);
+  lua_pushvalue(rt->keep, 2); /* the task metatable */
+  lua_xmove(rt->keep, L, 1);
   lua_setmetatable(L, -2);
   if (rt->co_pool_n > 0) { /* a finished task's coroutine (see pool_keep) */
     lua_xmove(rt->keep, L, 1);

@@ -285,6 +285,8 @@ void coil__task_object_open(lua_State *L, coil_runtime *rt) {
   lua_pushvalue(L, -1);
   rt->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_xmove(L, rt->keep, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &coil__task_mt_key);
+  lua_xmove(L, rt->keep, 1);
 
   lua_pushlightuserdata(L, rt);
   luaL_setfuncs(L, task_funcs, 1);
