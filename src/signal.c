@@ -407,8 +407,31 @@ static int l_interrupt_busy(lua_State *L) {
   return 1;
 }
 
+/* core.ignored_signals() -> "1 13", or nil: the signals this process
+ * ignores now. coil never ignores one itself (its SIGPIPE is a handler), so
+ * these are the ones it was started with ignored (nohup): libuv's children
+ * reset every signal to its default, and coil.process restores these. */
+static int l_ignored_signals(lua_State *L) {
+  luaL_Buffer b;
+  int signo, any = 0;
+  luaL_buffinit(L, &b);
+  for (signo = 1; signo < 32; signo++) {
+    struct sigaction sa;
+    if (signo == SIGKILL || signo == SIGSTOP) continue;
+    if (sigaction(signo, NULL, &sa) != 0 || sa.sa_handler != SIG_IGN) continue;
+    if (any) luaL_addchar(&b, ' ');
+    lua_pushinteger(L, signo);
+    luaL_addvalue(&b);
+    any = 1;
+  }
+  luaL_pushresult(&b);
+  if (!any) lua_pushnil(L);
+  return 1;
+}
+
 static const luaL_Reg signal_funcs[] = {{"override", l_override},
                                         {"signum", l_signum},
+                                        {"ignored_signals", l_ignored_signals},
                                         {"interrupt_busy", l_interrupt_busy},
                                         {NULL, NULL}};
 

@@ -4,7 +4,7 @@
 local core = require "coil.core"
 local uv = require "luv"
 
-local pcall, pairs, setmetatable = pcall, pairs, setmetatable
+local pcall, pairs, setmetatable, type, error = pcall, pairs, setmetatable, type, error
 local getinfo = debug.getinfo
 
 -- handle -> true, or the "file:line" that opened it while sites are recorded
@@ -68,6 +68,10 @@ end
 --- uv.walk over the handles the script opened (luv's own walk would also
 -- meet coil's internal handles).
 function uv.walk(callback)
+  if type(callback) ~= "function" then -- luv's own message for it
+    error(("bad argument #1 to 'luv.walk' (function expected, got %s)"):format(
+      callback == nil and "no value" or type(callback)), 2)
+  end
   local list = {}
   for handle in pairs(handles) do
     if is_open(handle) then list[#list + 1] = handle end

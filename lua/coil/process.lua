@@ -126,6 +126,52 @@ end
 
 local STDIO = { "stdin", "stdout", "stderr" }
 
+-- The file exec would run for cmd, as execvp finds it (PATH from the
+-- child's environment, glibc's default without one), or nil, err with
+-- the error uv.spawn gives.
+local ENOENT, EACCES = "ENOENT: no such file or directory", "EACCES: permission denied"
+local function find_command(cmd, env, cwd)
+  -- nil if there is no such file, false if it cannot be run, else true
+  local function runnable(path)
+    if cwd and path:sub(1, 1) ~= "/" then path = cwd .. "/" .. path end
+    local st = uv.fs_stat(path)
+    if not st then return nil end
+    return st.type ~= "directory" and uv.fs_access(path, "X") == true
+  end
+  if cmd:find("/", 1, true) then
+    local ok = runnable(cmd)
+    if ok then return cmd end
+    return nil, ok == nil and ENOENT or EACCES
+  end
+  local path = os.getenv "PATH"
+  if env then
+    path = nil
+    for _, var in ipairs(env) do path = var:match "^PATH=(.*)$" or path end
+  end
+  local err = ENOENT
+  for dir in ((path or "/bin:/usr/bin") .. ":"):gmatch "([^:]*):" do
+    local file = (dir == "" and "." or dir) .. "/" .. cmd
+    local ok = runnable(file)
+    if ok then return file end
+    if ok == false then err = EACCES end
+  end
+  return nil, err
+end
+
+-- libuv's child resets every signal to its default before exec; one that
+-- coil was started with ignored (nohup) stays ignored for its children
+-- (SPEC §3), so the child is exec'd by a shell that ignores it again. Only
+-- then: a normal spawn costs nothing more.
+local function keep_ignored(cmd, args, env, cwd)
+  local ignored = core.ignored_signals()
+  if not ignored then return cmd, args end
+  local file, err = find_command(cmd, env, cwd)
+  if not file then return nil, err end
+  local shell_args = { "-c", "trap '' " .. ignored .. '; exec "$0" "$@"', file }
+  for i = 1, #(args or {}) do shell_args[i + 3] = args[i] end
+  return "/bin/sh", shell_args
+end
+
 local SPAWN_OPTS = { env = true, cwd = true, stdin = true, stdout = true,
                      stderr = true, group = true }
 
@@ -180,9 +226,15 @@ local function spawn(cmd, args, opts, what)
 
   local group = opts.group ~= false
   local self = setmetatable({ cmd = cmd, waiters = fifo(), group = group }, Process)
-  local handle, pid = uv.spawn(cmd, {
-    args = args, stdio = stdio, env = env, cwd = opts.cwd, detached = group,
-  }, function(code, signal) on_exit(self, code, signal) end)
+  local file, file_args = keep_ignored(cmd, args, env, opts.cwd)
+  local handle, pid
+  if file then
+    handle, pid = uv.spawn(file, {
+      args = file_args, stdio = stdio, env = env, cwd = opts.cwd, detached = group,
+    }, function(code, signal) on_exit(self, code, signal) end)
+  else
+    pid = file_args
+  end
   if not handle then
     for _, p in pairs(pipes) do p:close() end
     return nil, pid
