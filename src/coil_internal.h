@@ -184,6 +184,7 @@ struct coil_runtime {
   size_t live;     /* tasks not done */
   int anchors_ref; /* registry: table slot -> live task userdata */
   int anchored;    /* spawn.c: slots 1..anchored of it are in use */
+  const void *task_mt; /* the task metatable, for a quick identity test */
   int entry_ref;   /* registry: the coroutine main function */
   /* a thread never run, whose stack keeps [1] the live-task table (as
    * anchors_ref: read without a registry lookup), [2] the task metatable,

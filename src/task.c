@@ -29,9 +29,16 @@ void coil__push_task(lua_State *L, coil_task *t) {
 
 /* The task at idx, or NULL if the value there is not a task. */
 coil_task *coil__test_task(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
+  void *p = lua_touserdata(L, idx), *ud;
   if (p && lua_getmetatable(L, idx)) {
     int same;
+    if (lua_getallocf(L, &ud) == coil__alloc) {
+      /* coil made the state, with its runtime as the allocator's data: one
+       * pointer comparison instead of a registry lookup */
+      same = lua_topointer(L, -1) == ((coil_runtime *)ud)->task_mt;
+      lua_pop(L, 1);
+      return same ? (coil_task *)p : NULL;
+    }
     lua_rawgetp(L, LUA_REGISTRYINDEX, &coil__task_mt_key);
     same = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
@@ -286,6 +293,7 @@ void coil__task_object_open(lua_State *L, coil_runtime *rt) {
   rt->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_xmove(L, rt->keep, 1);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &coil__task_mt_key);
+  rt->task_mt = lua_topointer(L, -1);
   lua_xmove(L, rt->keep, 1);
 
   lua_pushlightuserdata(L, rt);
