@@ -336,8 +336,11 @@ int coil__status_of(lua_State *L, int idx) {
 static void run_done_cb(coil_runtime *rt, coil_task *t, int ud_idx);
 
 /* How many finished coroutines wait for a new task: enough for a server's
- * burst of short tasks, little memory (about 1 KiB each) when idle. */
+ * burst of short tasks, little memory (about 1 KiB each) when idle. Under
+ * a memory limit, at most one per 64 KiB of it: kept coroutines are memory
+ * the collector cannot take back. */
 #define CO_POOL_MAX 1024
+#define CO_POOL_LIMIT_SHARE 65536
 
 /* Keeps the coroutine of a task that just ended, its stack emptied, for the
  * next spawn, when nothing can tell it was reused (docs/internals.md): its
@@ -348,6 +351,8 @@ static void run_done_cb(coil_runtime *rt, coil_task *t, int ud_idx);
 static void pool_keep(coil_runtime *rt, coil_task *t, lua_State *co, int st) {
   /* (room for it and the free slot coil__push_task uses) */
   if (st != LUA_OK || rt->co_pool_n >= CO_POOL_MAX || !rt->owns_state ||
+      (rt->mem_limit &&
+       (size_t)rt->co_pool_n >= rt->mem_limit / CO_POOL_LIMIT_SHARE) ||
       (t->flags & (TF_CO_SEEN | TF_FORCED)) || lua_gethook(co) != NULL ||
       lua_status(co) != LUA_OK || !lua_checkstack(rt->keep, 2))
     return;
