@@ -261,7 +261,26 @@ static const luaL_Reg task_methods[] = {{"done", task_done},
                                         {"name", task_name},
                                         {NULL, NULL}};
 
+/* core.all_tasks(list, n) -> true when list[1..n] are all tasks: one C loop
+ * for the combinators' usual case. False when the list has a metatable
+ * (its entries are then read one by one in Lua, as before). */
+static int l_all_tasks(lua_State *L) {
+  lua_Integer i, n = luaL_checkinteger(L, 2);
+  int all = 1;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_getmetatable(L, 1)) all = 0;
+  lua_settop(L, 2);
+  for (i = 1; all && i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    all = coil__test_task(L, 3) != NULL;
+    lua_pop(L, 1);
+  }
+  lua_pushboolean(L, all);
+  return 1;
+}
+
 static const luaL_Reg task_funcs[] = {{"current", l_current},
+                                      {"all_tasks", l_all_tasks},
                                       {"remove_on_done", task_remove_on_done},
                                       {"tasks", l_tasks},
                                       {"state", l_state},

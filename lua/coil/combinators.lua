@@ -26,7 +26,7 @@ local phase, is_cancelled = core.phase, core.is_cancelled
 local waitset, waitset_notify = core.waitset, core.waitset_notify
 local waitset_wait, waitset_state, waitset_close =
   core.waitset_wait, core.waitset_state, core.waitset_close
-local gather_results = core.gather_results
+local gather_results, all_tasks = core.gather_results, core.all_tasks
 local Cancelled, Timeout = core.Cancelled, core.Timeout
 local check_self = require("coil.sync").check_self
 
@@ -121,6 +121,7 @@ local function collect(what, ...)
   else
     list, n = { ... }, nargs
   end
+  if all_tasks(list, n) then return list, n, as_list, opts end -- in C
   local fns = false
   for i = 1, n do
     local v = list[i]
