@@ -178,7 +178,7 @@ coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs) {
   lua_pushvalue(rt->keep, 2); /* the task metatable */
   lua_xmove(rt->keep, L, 1);
   lua_setmetatable(L, -2);
-  if (rt->co_pool_n > 0) { /* a finished task's coroutine (see pool_keep) */
+  if (rt->co_pool_n > 0) { /* a finished task's coroutine (pool_can_keep) */
     lua_xmove(rt->keep, L, 1);
     co = lua_tothread(L, -1);
     rt->co_pool_n--;
@@ -342,20 +342,26 @@ static void run_done_cb(coil_runtime *rt, coil_task *t, int ud_idx);
 #define CO_POOL_MAX 1024
 #define CO_POOL_LIMIT_SHARE 65536
 
-/* Keeps the coroutine of a task that just ended, its stack emptied, for the
- * next spawn, when nothing can tell it was reused (docs/internals.md): its
- * main function returned (no error left it half unwound, no `<close>` is
- * pending), no Lua code ever got it as a value (coroutine.running() sets
- * TF_CO_SEEN; coil made the state, so no saved stock coroutine.running
- * exists), and no debug hook of the task's is set on it. */
-static void pool_keep(coil_runtime *rt, coil_task *t, lua_State *co, int st) {
-  /* (room for it and the free slot coil__push_task uses) */
-  if (st != LUA_OK || rt->co_pool_n >= CO_POOL_MAX || !rt->owns_state ||
-      (rt->mem_limit &&
-       (size_t)rt->co_pool_n >= rt->mem_limit / CO_POOL_LIMIT_SHARE) ||
-      (t->flags & (TF_CO_SEEN | TF_FORCED)) || lua_gethook(co) != NULL ||
-      lua_status(co) != LUA_OK || !lua_checkstack(rt->keep, 2))
-    return;
+/* Whether to keep the coroutine of a task that just ended, its stack
+ * emptied, for the next spawn: when nothing can tell it was reused
+ * (docs/internals.md): its main function returned (no error left it half
+ * unwound, no `<close>` is pending), no Lua code ever got it as a value
+ * (coroutine.running() sets TF_CO_SEEN; coil made the state, so no saved
+ * stock coroutine.running exists), and no debug hook is set on it. */
+static int pool_can_keep(coil_runtime *rt, coil_task *t, lua_State *co,
+                         int st) {
+  /* lua_checkstack makes room for it and the free slot coil__push_task
+   * uses; it may collect garbage (out of memory): co must still be the
+   * task's user value then */
+  return st == LUA_OK && rt->co_pool_n < CO_POOL_MAX && rt->owns_state &&
+         !(rt->mem_limit &&
+           (size_t)rt->co_pool_n >= rt->mem_limit / CO_POOL_LIMIT_SHARE) &&
+         !(t->flags & (TF_CO_SEEN | TF_FORCED)) && lua_gethook(co) == NULL &&
+         lua_status(co) == LUA_OK && lua_checkstack(rt->keep, 2);
+}
+
+/* Once co's stack is empty (nothing in between may allocate). */
+static void pool_keep(coil_runtime *rt, lua_State *co) {
   lua_pushthread(co);
   lua_xmove(co, rt->keep, 1);
   rt->co_pool_n++;
@@ -364,7 +370,7 @@ static void pool_keep(coil_runtime *rt, coil_task *t, lua_State *co, int st) {
 /* Records how t ended and tells everyone who waits. L = rt->L. */
 static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
   lua_State *L = rt->L, *co = t->co;
-  int ud, listeners;
+  int ud, listeners, keep;
   coil_task *w;
 
   if (st != LUA_OK) { /* the entry itself failed: out of memory, say */
@@ -392,9 +398,10 @@ static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
     lua_xmove(co, L, nres);
     for (i = nres; i >= 1; i--) lua_rawseti(L, ud + 1, i);
   }
+  keep = pool_can_keep(rt, t, co, st);
   lua_setiuservalue(L, ud, 1); /* the coroutine goes with it */
   lua_settop(co, 0);
-  pool_keep(rt, t, co, st);
+  if (keep) pool_keep(rt, co);
   t->co = NULL;
   t->state = TASK_DONE;
   t->wait = WAIT_NONE;

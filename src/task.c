@@ -22,7 +22,7 @@ const char *const coil__wait_names[] = {"", "sleep", "await", "shield", "wait"};
 
 /* Pushes the task's userdata. */
 void coil__push_task(lua_State *L, coil_task *t) {
-  /* it has a free slot: see pool_keep (spawn.c) */
+  /* it has a free slot: see pool_can_keep (spawn.c) */
   lua_State *keep = t->rt->keep;
   lua_rawgeti(keep, 1, t->anchor);
   lua_xmove(keep, L, 1);
