@@ -53,6 +53,7 @@ enum {
 #define TF_HAS_DONE_CB 0x0400 /* a coil_spawn_call done_cb waits for it */
 #define TF_CO_SEEN 0x0800     /* Lua code got its coroutine: never reuse it */
 #define TF_DEFERS 0x1000      /* coil.defer was called: look for defers */
+#define TF_EXTRAS 0x2000      /* it has an extras table (task.c) */
 
 struct coil_task {
   coil_runtime *rt;

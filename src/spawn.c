@@ -418,7 +418,7 @@ static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
     coil__waitset_linked_done(rt, t);
   }
 
-  if (coil__push_extras(L, ud, 0)) {
+  if ((t->flags & TF_EXTRAS) && coil__push_extras(L, ud, 0)) {
     if (lua_getfield(L, -1, "on_done") == LUA_TTABLE) {
       lua_Integer i, n = luaL_len(L, -1);
       if (n > 0) listeners = 1;

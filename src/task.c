@@ -92,6 +92,7 @@ int coil__push_extras(lua_State *L, int idx, int create) {
   lua_remove(L, -2);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, idx, 2);
+  ((coil_task *)lua_touserdata(L, idx))->flags |= TF_EXTRAS;
   return 1;
 }
 
