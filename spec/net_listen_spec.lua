@@ -26,6 +26,14 @@ describe("coil.net.listen options", function()
     coil.sleep(0.01)
   end)
 
+  it("reads the options table once, before it opens anything", function()
+    -- every read of a missing option raises: only the first pass may read
+    local opts = setmetatable({}, { __index = function() error("read again") end })
+    local s = assert(net.listen("127.0.0.1", 0, echo, opts))
+    s:close()
+    coil.sleep(0.01)
+  end)
+
   it("takes a backlog", function()
     local s = assert(net.listen("127.0.0.1", 0, echo, { backlog = 1 }))
     local _, port = s:address()

@@ -69,6 +69,12 @@ describe("coil.process", function()
     p:wait()
   end)
 
+  it("reads the options table once, before it opens a pipe", function()
+    local opts = setmetatable({ stdout = "pipe" }, { __index = function() error("read again") end })
+    local r = assert(coil.process.run("echo", { "once" }, opts))
+    assert.equal("once\n", r.stdout)
+  end)
+
   it("returns nil, err when the command cannot start", function()
     local p, err = process.spawn("/no/such/command", {})
     assert.is_nil(p)

@@ -1,12 +1,15 @@
 /*
  * Socket calls luv 1.44 does not have, for coil.net: SO_REUSEPORT before a
  * bind (several processes serving one port, §9), a look at an inherited fd
- * (socket activation), listen and accept4 (servers accept by themselves),
+ * (socket activation), listen and accept4 (servers accept by themselves,
+ * TCP_NODELAY set on what they accept),
  * and O_NONBLOCK cleared again on a descriptor (coil.io's stdin).
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,10 +34,11 @@ static int l_reuseport(lua_State *L) {
 }
 
 /* core.socket_info(fd) -> family ("inet", "inet6", "unix", "other"), type
- * ("stream", "dgram", "other"), listening (bool); or nil, err when fd is not
- * a socket. */
+ * ("stream", "dgram", "other"), listening (bool), nodelay (bool: TCP_NODELAY
+ * is set); or nil, err when fd is not a socket. */
 static int l_socket_info(lua_State *L) {
-  int fd = (int)luaL_checkinteger(L, 1), domain = 0, type = 0, listening = 0;
+  int fd = (int)luaL_checkinteger(L, 1), domain = 0, type = 0, listening = 0,
+      nodelay = 0;
   socklen_t len = sizeof domain;
   if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
     return push_errno(L, errno);
@@ -44,6 +48,10 @@ static int l_socket_info(lua_State *L) {
   len = sizeof listening;
   if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0)
     listening = 0;
+  len = sizeof nodelay;
+  if ((domain != AF_INET && domain != AF_INET6) || type != SOCK_STREAM ||
+      getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) != 0)
+    nodelay = 0;
   lua_pushstring(L, domain == AF_INET    ? "inet"
                     : domain == AF_INET6 ? "inet6"
                     : domain == AF_UNIX  ? "unix"
@@ -52,7 +60,8 @@ static int l_socket_info(lua_State *L) {
                     : type == SOCK_DGRAM ? "dgram"
                                          : "other");
   lua_pushboolean(L, listening);
-  return 3;
+  lua_pushboolean(L, nodelay);
+  return 4;
 }
 
 /* core.listen(fd, backlog) -> true, or nil, err: listen(2) on a bound
@@ -65,15 +74,20 @@ static int l_listen(lua_State *L) {
   return 1;
 }
 
-/* core.accept(fd) -> the new connection's fd (non-blocking, close-on-exec),
- * or nil, err ("EAGAIN: …" when none is waiting, "EMFILE: …" when the
- * process is out of descriptors: the connection then stays queued in the
- * kernel, which is what lets a server pause instead of dropping it). */
+/* core.accept(fd [, nodelay]) -> the new connection's fd (non-blocking,
+ * close-on-exec; with nodelay, TCP_NODELAY set: a TCP server's small answers
+ * go out at once instead of waiting for the peer's delayed ACK), or nil, err
+ * ("EAGAIN: …" when none is waiting, "EMFILE: …" when the process is out of
+ * descriptors: the connection then stays queued in the kernel, which is what
+ * lets a server pause instead of dropping it). */
 static int l_accept(lua_State *L) {
-  int fd = (int)luaL_checkinteger(L, 1), conn;
+  int fd = (int)luaL_checkinteger(L, 1), nodelay = lua_toboolean(L, 2), conn;
   do conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
   while (conn < 0 && errno == EINTR);
   if (conn < 0) return push_errno(L, errno);
+  /* best effort, as Node and asyncio: a connection without it still works */
+  if (nodelay)
+    (void)setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay);
   lua_pushinteger(L, conn);
   return 1;
 }

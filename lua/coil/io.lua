@@ -127,7 +127,7 @@ local function make(fd, name)
     -- the standard streams last as long as the run: not the script's
     if handle then core.untrack(handle) end
   end
-  local s = stream_mod.new(handle or new_fd(fd, fd == 0), name, false)
+  local s = stream_mod.new(handle or new_fd(fd, fd == 0), name, false, true)
   if handle then
     -- libuv made the descriptor non-blocking; a pipe's other readers (the
     -- shell's next command) share that flag: give it back on close

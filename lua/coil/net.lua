@@ -74,6 +74,34 @@ local function address_name(a)
   return ("%s:%d"):format(a.ip, a.port)
 end
 
+-- Options tables: an unknown key or a value of the wrong type raises. Returns
+-- a copy: the caller's table (its metamethods included) is read once, here,
+-- before anything is opened.
+local function check_opts(opts, known, what)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(("coil: net.%s: opts must be a table, got %s"):format(what, type(opts)), 3)
+  end
+  local copy = {}
+  for k, v in pairs(opts) do
+    local want = known[k]
+    if not want then
+      error(("coil: net.%s: unknown option %s"):format(what, tostring(k)), 3)
+    end
+    if type(v) ~= want then
+      error(("coil: net.%s: opts.%s must be a %s, got %s")
+            :format(what, k, want, type(v)), 3)
+    end
+    copy[k] = v
+  end
+  opts = copy
+  if opts.backlog ~= nil and (math_type(opts.backlog) ~= "integer" or opts.backlog < 1) then
+    error(("coil: net.%s: opts.backlog must be a positive integer, got %s")
+          :format(what, tostring(opts.backlog)), 3)
+  end
+  return opts
+end
+
 -- Clients --------------------------------------------------------------------
 
 -- A to-be-closed guard that runs closer on every exit (a task closed by
@@ -81,15 +109,21 @@ end
 local unowned_mt = { __close = function(g) if g.closer then g.closer() end end }
 local function unowned(closer) return setmetatable({ closer = closer }, unowned_mt) end
 
---- net.connect(host, port) ⏳ -> stream, or nil, err.
+local CONNECT_OPTS = { nodelay = "boolean" }
+
+--- net.connect(host, port [, opts]) ⏳ -> stream, or nil, err.
 -- Every address of host is tried in turn; the error is the last one's
 -- ("ECONNREFUSED: connection refused", "EAI_NONAME: unknown node or
 -- service", …). The stream is the caller's to close (stream:close() or a
 -- `<close>` variable); the shutdown closes any left open.
-function M.connect(host, port)
+-- opts: `nodelay = false` leaves Nagle's algorithm on (by default coil sets
+-- TCP_NODELAY: a small write goes out at once).
+-- @raise on a bad host, port or option (an unknown one too)
+function M.connect(host, port, opts)
   in_task("net.connect", 2)
   check_host(host, "connect")
   check_port(port, "connect")
+  opts = check_opts(opts, CONNECT_OPTS, "connect")
   local addrs, err = resolve(host)
   if not addrs then return nil, err end
   for _, ip in ipairs(addrs) do
@@ -100,6 +134,7 @@ function M.connect(host, port)
     if not ok then error(e, 0) end
     if e == nil then
       guard.closer = nil
+      if opts.nodelay ~= false then tcp:nodelay(true) end
       return new_stream(tcp, address_name(tcp:getpeername()) or (ip .. ":" .. port))
     end
     err = uv_error(e)
@@ -173,7 +208,7 @@ end
 local function accept_ready(self)
   for _ = 1, ACCEPT_BATCH do
     if self.closed or self.paused then return end
-    local fd, err = core.accept(self.fd)
+    local fd, err = core.accept(self.fd, self.nodelay)
     if not fd then
       if err:match "^EAGAIN" or err:match "^EWOULDBLOCK" then return end
       if err:match "^ECONNABORTED" or err:match "^EINTR" then goto continue end
@@ -214,13 +249,14 @@ end
 local function tcp_peer(tcp) return address_name(tcp:getpeername()) end
 
 -- Makes a server of a bound socket handle: listens and starts accepting.
-local function new_server(handle, handler, name, backlog, new_client, peer_name)
+local function new_server(handle, handler, name, backlog, new_client, peer_name, nodelay)
   local fd = handle:fileno()
   local ok, err = core.listen(fd, backlog)
   if not ok then return nil, err end
   local self = setmetatable({ handle = handle, handler = handler, closed = false,
                               name = name, new_client = new_client, fd = fd,
-                              peer_name = peer_name, paused = false, starved = false,
+                              peer_name = peer_name, nodelay = nodelay,
+                              paused = false, starved = false,
                               poll = uv.new_socket_poll(fd), retry = uv.new_timer() }, Server)
   self.on_poll = function(e)
     if e then
@@ -234,29 +270,7 @@ local function new_server(handle, handler, name, backlog, new_client, peer_name)
   return self
 end
 
-local LISTEN_OPTS = { reuseport = "boolean", backlog = "number" }
-
-local function check_opts(opts, known, what)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error(("coil: net.%s: opts must be a table, got %s"):format(what, type(opts)), 3)
-  end
-  for k, v in pairs(opts) do
-    local want = known[k]
-    if not want then
-      error(("coil: net.%s: unknown option %s"):format(what, tostring(k)), 3)
-    end
-    if type(v) ~= want then
-      error(("coil: net.%s: opts.%s must be a %s, got %s")
-            :format(what, k, want, type(v)), 3)
-    end
-  end
-  if opts.backlog ~= nil and (math_type(opts.backlog) ~= "integer" or opts.backlog < 1) then
-    error(("coil: net.%s: opts.backlog must be a positive integer, got %s")
-          :format(what, tostring(opts.backlog)), 3)
-  end
-  return opts
-end
+local LISTEN_OPTS = { reuseport = "boolean", backlog = "number", nodelay = "boolean" }
 
 local BACKLOG = 511 -- as Node: the kernel caps it at somaxconn
 
@@ -269,7 +283,10 @@ local BACKLOG = 511 -- as Node: the kernel caps it at somaxconn
 -- task is cancelled.
 -- opts: `reuseport = true` sets SO_REUSEPORT, so several processes can
 -- listen on one port and the kernel spreads the connections; `backlog`, the
--- length of the queue of connections not yet accepted (default 511).
+-- length of the queue of connections not yet accepted (default 511);
+-- `nodelay = false` leaves Nagle's algorithm on for the connections (by
+-- default coil sets TCP_NODELAY on each, as Node, asyncio and Trio do: an
+-- answer goes out at once instead of waiting for the peer's delayed ACK).
 -- @raise on a bad host, port, handler or option (an unknown one too)
 function M.listen(host, port, handler, opts)
   in_task("net.listen", 2)
@@ -296,7 +313,7 @@ function M.listen(host, port, handler, opts)
     local self
     if ok then
       self, e = new_server(tcp, handler, ip .. ":" .. port, opts.backlog or BACKLOG,
-                           uv.new_tcp, tcp_peer)
+                           uv.new_tcp, tcp_peer, opts.nodelay ~= false)
     end
     if self then
       self.name = address_name(tcp:getsockname())
@@ -313,7 +330,7 @@ end
 -- systemd's socket activation, see coil.service.listen_fds()) like
 -- net.listen does: TCP (IPv4, IPv6) or a Unix domain stream socket. The
 -- server owns the fd from then on: server:close() closes it.
--- opts: `backlog` (default 511).
+-- opts: `backlog` (default 511), `nodelay` (TCP: as net.listen's).
 -- @return a server; nil, err when fd is not a stream socket
 -- @raise on a bad fd, handler or option
 function M.listen_fd(fd, handler, opts)
@@ -323,7 +340,7 @@ function M.listen_fd(fd, handler, opts)
   if type(handler) ~= "function" then
     error("coil: net.listen_fd: handler must be a function, got " .. type(handler), 2)
   end
-  opts = check_opts(opts, { backlog = "number" }, "listen_fd")
+  opts = check_opts(opts, { backlog = "number", nodelay = "boolean" }, "listen_fd")
   local family, kind = core.socket_info(fd)
   if not family then return nil, kind end
   if kind ~= "stream" or family == "other" then
@@ -343,7 +360,7 @@ function M.listen_fd(fd, handler, opts)
   end
   local self
   self, e = new_server(handle, handler, "fd " .. fd, opts.backlog or BACKLOG,
-                       new_client, peer_name)
+                       new_client, peer_name, family ~= "unix" and opts.nodelay ~= false)
   if not self then
     handle:close()
     return nil, e

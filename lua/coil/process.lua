@@ -190,10 +190,14 @@ local function check_args(cmd, args, opts, what, known)
   if opts ~= nil and type(opts) ~= "table" then
     bad(what, "opts must be a table, got " .. type(opts), 3)
   end
-  opts = opts or {}
-  for k in pairs(opts) do
+  -- a copy: the caller's table (its metamethods included) is read once,
+  -- here, before any pipe is opened
+  local copy = {}
+  for k, v in pairs(opts or {}) do
     if not known[k] then bad(what, "unknown option " .. tostring(k), 3) end
+    copy[k] = v
   end
+  opts = copy
   if opts.cwd ~= nil and type(opts.cwd) ~= "string" then
     bad(what, "opts.cwd must be a string, got " .. type(opts.cwd), 3)
   end

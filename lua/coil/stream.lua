@@ -4,8 +4,12 @@
 -- with the same few methods (read_start, read_stop, write, is_closing,
 -- close: coil.io's file-descriptor streams).
 --
--- Streams read only while a task waits for data (the handle is idle, and
--- keeps nothing alive, otherwise). Writes are buffered: write() returns once
+-- A stream reads while a task waits for data and, between two reads, goes
+-- on reading until READ_AHEAD bytes wait in its buffer (so a read loop does
+-- not stop and restart the handle at every chunk, an epoll_ctl each time);
+-- meanwhile the handle is unreferenced: a stream nobody waits on keeps
+-- nothing alive (standard input reads only while a task waits: other
+-- processes may read it too). Writes are buffered: write() returns once
 -- its data is queued while less than the high-water mark waits to go out,
 -- and waits otherwise, so a slow reader makes the writer wait and memory
 -- stays bounded; drain() waits until everything is written.
@@ -17,7 +21,7 @@ require "coil.await"
 local uv_error = core.uv_error
 local current, park, wake = core.current, core.park, core.wake
 local type, error, pcall, tostring = type, error, pcall, tostring
-local setmetatable, getmetatable = setmetatable, getmetatable
+local setmetatable = setmetatable
 local concat = table.concat
 local math_type = math.type
 local fifo, wait_in, wake_first = sync.fifo, sync.wait_in, sync.wake_first
@@ -30,12 +34,18 @@ local EPIPE = uv_error "EPIPE"
 local ELINE = "ELINE: line too long"
 
 local HIGH_WATER = 64 * 1024 -- bytes queued before write() waits
+local READ_AHEAD = 64 * 1024 -- bytes buffered before reading stops
 local LINE_MAX = 64 * 1024   -- read_line's default limit
 
 -- Streams ------------------------------------------------------------------
 
 local Stream = { __name = "coil.stream" }
 Stream.__index = Stream
+
+-- Every stream, so that a method can tell one with a table lookup rather
+-- than a call to getmetatable (a C call: 500 instructions, twice per echoed
+-- message)
+local streams = setmetatable({}, { __mode = "k" })
 
 function Stream:__tostring()
   return ("coil.stream (%s%s)"):format(self.name, self.closed and ", closed" or "")
@@ -53,61 +63,82 @@ local function close_handle(self)
   if not self.handle:is_closing() then self.handle:close() end
 end
 
--- Reading is stopped after every event: the data waits in the buffer, and a
--- stream nobody reads is idle.
+-- A chunk, the end or an error arrived. A luv handle goes on reading: for
+-- the task it wakes, which is likely to read again, or, when none waits,
+-- until READ_AHEAD bytes are buffered. Standard input and a look-alike
+-- (coil.io's descriptors, which read one chunk per read_start) stop.
+-- (libuv never calls this for a closing handle: read_stop needs no
+-- is_closing check here.)
 local function on_read(self, err, data)
-  if err then
-    self.err = uv_error(err)
-  elseif data then
+  local reader = self.reader
+  if data then
     local tail = self.tail + 1
     self.tail = tail
     self.chunks[tail] = data
-    self.size = self.size + #data
+    local size = self.size + #data
+    self.size = size
+    if reader and self.read_ahead then
+      -- no task waits any more: the reading handle keeps nothing alive
+      self.handle:unref()
+      self.unreferenced = true
+    elseif size >= READ_AHEAD or not self.read_ahead then
+      self.reading = false
+      self.handle:read_stop()
+    end
   else
-    self.eof = true
+    if err then self.err = uv_error(err) else self.eof = true end
+    self.reading = false
+    self.handle:read_stop()
+    if self.close_on_eof then close_handle(self) end
   end
-  stop_reading(self)
-  if (err or not data) and self.close_on_eof then close_handle(self) end
-  local reader = self.reader
   if reader then
     self.reader = nil
     wake(reader)
   end
 end
 
---- stream.new(handle, name, close_on_eof) wraps a connected luv stream
--- handle (tcp, pipe, tty) or a look-alike. `name` names it in messages;
--- `close_on_eof` closes the handle at the end of the data (the read side of
--- a child's pipe).
-function M.new(handle, name, close_on_eof)
+--- stream.new(handle, name, close_on_eof, no_read_ahead) wraps a connected
+-- luv stream handle (tcp, pipe, tty) or a look-alike. `name` names it in
+-- messages; `close_on_eof` closes the handle at the end of the data (the
+-- read side of a child's pipe); `no_read_ahead` reads only while a task
+-- waits (a descriptor other processes read too, as standard input: what
+-- coil read ahead would be lost to them).
+function M.new(handle, name, close_on_eof, no_read_ahead)
   local self = setmetatable({
     handle = handle, name = name or tostring(handle), close_on_eof = close_on_eof,
     chunks = {}, head = 1, tail = 0, off = 1, size = 0,
     eof = false, err = nil, reader = nil, reading = false, closed = false,
+    read_ahead = not no_read_ahead and handle.unref ~= nil, unreferenced = false,
+    try_write = handle.try_write ~= nil,
     queued = 0, high_water = HIGH_WATER, write_err = nil, writers = fifo(),
     skip_line = false,
   }, Stream)
+  streams[self] = true
   self.on_read = function(err, data) on_read(self, err, data) end
   return self
 end
 
-local function check_stream(self, what)
-  if getmetatable(self) ~= Stream then
-    error("coil: stream:" .. what .. " expects a stream (use stream:" .. what .. "(...))", 3)
+-- Returns the current task. (name is the whole "stream:read": no string is
+-- built on the good path)
+local function check_stream(self, name)
+  if not streams[self] then
+    error("coil: " .. name .. " expects a stream (use " .. name .. "(...))", 3)
   end
-  if self.closed then error("coil: stream:" .. what .. " on a closed stream", 3) end
-  in_task("stream:" .. what, 3)
+  if self.closed then error("coil: " .. name .. " on a closed stream", 3) end
+  return in_task(name, 3)
 end
 
--- Waits for more data; false at the end, on an error or once closed.
-local function fill(self, what)
-  if self.eof or self.err or self.closed or self.handle:is_closing() then
-    return false
-  end
+-- Waits for more data (me: the current task); false at the end, on an
+-- error or once closed.
+local function fill(self, what, me)
+  if self.eof or self.err or self.closed then return false end
   if self.reader then
     error("coil: stream:" .. what .. ": another task is already reading this stream", 3)
   end
+  -- (a handle still reading is not closing: closing stops it, and only
+  -- this file closes a handle that reads)
   if not self.reading then
+    if self.handle:is_closing() then return false end
     local ok, err = self.handle:read_start(self.on_read)
     if not ok then
       self.err = err
@@ -115,7 +146,10 @@ local function fill(self, what)
     end
     self.reading = true
   end
-  local me = current()
+  if self.unreferenced then
+    self.unreferenced = false
+    self.handle:ref()
+  end
   self.reader = me
   local ok, err = pcall(park)
   if self.reader == me then self.reader = nil end
@@ -173,9 +207,9 @@ end
 -- (a closed connection is the end, a reset is "ECONNRESET: …")
 -- @raise on a closed stream, or when another task is reading it already
 function Stream:read()
-  check_stream(self, "read")
+  local me = check_stream(self, "stream:read")
   while self.size == 0 do
-    if not fill(self, "read") then return nil, self.err end
+    if not fill(self, "read", me) then return nil, self.err end
   end
   if self.off == 1 and self.head == self.tail then
     -- the common case: one whole chunk buffered
@@ -206,7 +240,7 @@ end
 -- discarded (the next read_line starts after it, the stream stays usable);
 -- nil, err on failure
 function Stream:read_line(max)
-  check_stream(self, "read_line")
+  local me = check_stream(self, "stream:read_line")
   if max == nil then max = LINE_MAX
   elseif math_type(max) ~= "integer" or max < 1 then
     error("coil: stream:read_line: max must be a positive integer, got " .. tostring(max), 2)
@@ -214,7 +248,7 @@ function Stream:read_line(max)
   while self.skip_line do
     if skip_through_newline(self) then
       self.skip_line = false
-    elseif not fill(self, "read_line") then
+    elseif not fill(self, "read_line", me) then
       self.skip_line = false
       if self.err then return nil, self.err end
       return nil
@@ -236,7 +270,7 @@ function Stream:read_line(max)
       self.skip_line = true
       return nil, ELINE
     end
-    if not fill(self, "read_line") then
+    if not fill(self, "read_line", me) then
       if self.err then return nil, self.err end
       if self.size > max then
         take(self, self.size)
@@ -253,13 +287,13 @@ end
 -- first (what did arrive stays buffered for read()); nil, err on failure
 -- @raise on a negative or non-integer n
 function Stream:read_exactly(n)
-  check_stream(self, "read_exactly")
+  local me = check_stream(self, "stream:read_exactly")
   if math_type(n) ~= "integer" or n < 0 then
     error("coil: stream:read_exactly: size must be a non-negative integer, got "
           .. tostring(n), 2)
   end
   while self.size < n do
-    if not fill(self, "read_exactly") then return nil, self.err or EOF end
+    if not fill(self, "read_exactly", me) then return nil, self.err or EOF end
   end
   if n == 0 then return "" end
   return take(self, n)
@@ -277,10 +311,9 @@ end
 
 -- Parks until cond(self) holds or a write failed.
 local function wait_writes(self, cond)
+  if cond(self) or self.write_err then return end
   local me = current()
-  while not cond(self) and not self.write_err do
-    wait_in(self.writers, me)
-  end
+  repeat wait_in(self.writers, me) until cond(self) or self.write_err
 end
 
 local function below_high_water(self) return self.queued < self.high_water end
@@ -295,15 +328,28 @@ local function all_written(self) return self.queued == 0 end
 -- drain() or close()
 -- @raise on a closed stream or data that is not a string
 function Stream:write(data)
-  check_stream(self, "write")
+  check_stream(self, "stream:write")
   if type(data) ~= "string" then
     error("coil: stream:write: data must be a string, got " .. type(data), 2)
   end
   if self.write_err then return nil, self.write_err end
   if self.handle:is_closing() then return nil, EPIPE end
   if data == "" then return true end
+  local handle = self.handle
+  if self.queued == 0 and self.try_write then
+    -- nothing waits to go out: the kernel may take it all at once, with no
+    -- request and no callback
+    local sent, err, name = handle:try_write(data)
+    if sent == #data then return true end
+    if sent then
+      data = data:sub(sent + 1)
+    elseif name ~= "EAGAIN" then
+      self.write_err = err
+      return nil, err
+    end
+  end
   local n = #data
-  local ok, err = self.handle:write(data, function(e) on_written(self, n, e) end)
+  local ok, err = handle:write(data, function(e) on_written(self, n, e) end)
   if not ok then return nil, err end
   self.queued = self.queued + n
   -- cancelled while waiting here: the data stays queued (libuv cannot take
@@ -316,7 +362,7 @@ end
 --- ⏳ stream:drain() -> true once every write made so far has gone out.
 -- @return true; nil, err if a write failed
 function Stream:drain()
-  check_stream(self, "drain")
+  check_stream(self, "stream:drain")
   wait_writes(self, all_written)
   if self.write_err then return nil, self.write_err end
   return true
@@ -325,7 +371,7 @@ end
 --- stream:set_high_water(n): how many queued bytes make write() wait
 -- (default 65536). Returns the stream.
 function Stream:set_high_water(n)
-  if getmetatable(self) ~= Stream then
+  if not streams[self] then
     error("coil: stream:set_high_water expects a stream (use stream:set_high_water(n))", 2)
   end
   if math_type(n) ~= "integer" or n < 1 then
@@ -342,7 +388,7 @@ end
 -- write gets the same. Returns the error of a failed write not yet
 -- reported. Closing twice does nothing.
 function Stream:close()
-  if getmetatable(self) ~= Stream then
+  if not streams[self] then
     error("coil: stream:close expects a stream (use stream:close())", 2)
   end
   if self.closed then return true end

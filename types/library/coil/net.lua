@@ -5,13 +5,14 @@
 ---@class coil.net
 local net = {}
 
----a stream. `host` is a name or an address (`"127.0.0.1"`, `"::1"`, `"[::1]"`); every address a name resolves to is tried in turn
+---a stream. `host` is a name or an address (`"127.0.0.1"`, `"::1"`, `"[::1]"`); every address a name resolves to is tried in turn. `TCP_NODELAY` is set (a small write goes out at once) unless `opts.nodelay = false`. An unknown option raises
 ---@async
 ---@param host string
 ---@param port integer
+---@param opts? coil.net.ConnectOptions
 ---@return coil.Stream?
 ---@return string?
-function net.connect(host, port) end
+function net.connect(host, port, opts) end
 
 ---a server listening on the first address of `host` it can bind (`port` 0: any free port). Each connection runs `handler(stream)` in a task of its own, named after the peer (`"127.0.0.1:50312"`, `"[::1]:50312"`)
 ---@async
@@ -58,7 +59,13 @@ function net.listen_unix(path, handler, opts) end
 ---@class coil.net.ListenOptions
 ---@field reuseport boolean? set `SO_REUSEPORT` before the bind
 ---@field backlog integer? the queue of connections not yet accepted (default 511)
+---@field nodelay boolean? `false` leaves Nagle's algorithm on for the TCP connections accepted (default: `TCP_NODELAY` set on each)
 local ListenOptions = {}
+
+---Options of `coil.net.connect`.
+---@class coil.net.ConnectOptions
+---@field nodelay boolean? `false` leaves Nagle's algorithm on (default: `TCP_NODELAY` set)
+local ConnectOptions = {}
 
 ---A listening server (`coil.net.listen`).
 ---@class coil.Server
