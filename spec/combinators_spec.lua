@@ -73,6 +73,25 @@ describe("coil.gather", function()
     assert.equal(7, coil.gather(t))
   end)
 
+  it("reads the results from the list as it is at the end", function()
+    -- a list with a metatable
+    local list = setmetatable({ coil.spawn(function() return 1, 9 end),
+                                coil.spawn(function() end) }, {})
+    local res = coil.gather(list)
+    assert.equal(1, res[1])
+    assert.is_nil(res[2])
+    -- changed while gather waits: another done task, then a non-task
+    local other = coil.spawn(function() return "other" end)
+    list = { coil.spawn(function() coil.sleep(0.01) return "a" end) }
+    coil.spawn(function() other:await() list[1] = other end)
+    assert.same({ "other" }, coil.gather(list))
+    list = { coil.spawn(function() coil.sleep(0.01) return "a" end) }
+    coil.spawn(function() list[1] = 42 end)
+    local ok, err = pcall(coil.gather, list)
+    assert.is_false(ok)
+    assert.matches("coil.task expected, got number", err)
+  end)
+
   it("on a failure cancels the rest, waits for their cleanup, raises the first error", function()
     local log = {}
     local slow1 = worker(log, "slow1", 10)

@@ -402,3 +402,109 @@ describe("coil.on_error", function()
     assert.matches("stack traceback of task", got.tb)
   end)
 end)
+
+-- coil reuses the coroutine of a finished task for a later spawn when no
+-- Lua code can tell (docs/internals.md, "Reusing coroutines").
+describe("a finished task's coroutine", function()
+  -- enough finished tasks that any pool of coroutines is filled and drawn on
+  local function churn(n)
+    local tasks = {}
+    for i = 1, n do tasks[i] = coil.spawn(function(x) coil.sleep(0) return x end, i) end
+    for i = 1, n do assert.equal(i, tasks[i]:await()) end
+  end
+
+  it("stays dead when the task gave it to Lua code", function()
+    local co
+    coil.spawn(function() co = coroutine.running() end):await()
+    local tasks = {}
+    for i = 1, 300 do tasks[i] = coil.spawn(coil.sleep, 0.001) end
+    assert.equal("dead", coroutine.status(co)) -- no task of those starts in it
+    coil.sleep(0)
+    assert.equal("dead", coroutine.status(co)) -- nor waits in it
+    for i = 1, 300 do tasks[i]:await() end
+    churn(300)
+    assert.equal("dead", coroutine.status(co))
+    local ok, err = coroutine.resume(co)
+    assert.is_false(ok)
+    assert.equal("cannot resume dead coroutine", err)
+  end)
+
+  it("runs each later task from its start, whatever the one before did", function()
+    local function ends(i)
+      coil.defer(function() end)
+      local _ <close> = setmetatable({}, { __close = function() end })
+      coil.sleep(0)
+      if i % 3 == 0 then error("boom " .. i, 0) end
+      if i % 3 == 1 then coil.sleep(10) end -- cancelled below
+      return i, coil.current():name()
+    end
+    for _ = 1, 2 do
+      local tasks = {}
+      for i = 1, 300 do tasks[i] = coil.spawn(ends, i) end
+      coil.sleep(0)
+      for i = 1, 300, 3 do tasks[i]:cancel() end
+      for i = 1, 300 do
+        local ok, a, b = pcall(tasks[i].await, tasks[i])
+        if i % 3 == 0 then
+          assert.same({ false, "boom " .. i }, { ok, a })
+        elseif i % 3 == 1 then
+          assert.is_false(ok)
+          assert.is_true(coil.is_cancelled(a))
+        else
+          assert.same({ true, i, tasks[i]:name() }, { ok, a, b })
+        end
+      end
+    end
+  end)
+
+  it("does not carry a debug hook its task set into another task", function()
+    local calls = 0
+    coil.spawn(function()
+      debug.sethook(function() calls = calls + 1 end, "c")
+    end):await()
+    calls = 0
+    local function f() end
+    local t = coil.spawn(function() for _ = 1, 10 do f() end end)
+    t:await()
+    assert.equal(0, calls)
+  end)
+end)
+
+describe("coil.tasks and coil.current as tasks end in any order", function()
+  it("list exactly the live tasks, each still itself", function()
+    local selves, alive = {}, {}
+    local tasks = {}
+    for i = 1, 60 do
+      tasks[i] = coil.spawn(function()
+        selves[i] = coil.current()
+        coil.sleep(1)
+      end)
+      alive[tasks[i]] = true
+    end
+    local mine = {}
+    for _, t in ipairs(tasks) do mine[t] = true end
+    coil.sleep(0)
+    local order = {}
+    for i = 1, 60 do order[i] = i end
+    local seed = 7
+    for i = 60, 2, -1 do -- a fixed shuffle: ends from the middle, both ends
+      seed = (seed * 1103515245 + 12345) % 2147483648
+      local j = seed % i + 1
+      order[i], order[j] = order[j], order[i]
+    end
+    for _, i in ipairs(order) do
+      assert.equal(tasks[i], selves[i])
+      tasks[i]:cancel()
+      pcall(tasks[i].await, tasks[i])
+      alive[tasks[i]] = nil
+      local listed = {}
+      for _, t in ipairs(coil.tasks()) do
+        if mine[t] then
+          assert.is_true(alive[t], tostring(t))
+          listed[t] = true
+        end
+      end
+      for t in pairs(alive) do assert.is_true(listed[t], tostring(t)) end
+    end
+  end)
+end)

@@ -51,6 +51,9 @@ enum {
 #define TF_HOOK_CANCELLED 0x0100     /* interrupted by the busy-task hook */
 #define TF_SHUTDOWN_CANCELLED 0x0200 /* step 3 already reached it */
 #define TF_HAS_DONE_CB 0x0400 /* a coil_spawn_call done_cb waits for it */
+#define TF_CO_SEEN 0x0800     /* Lua code got its coroutine: never reuse it */
+#define TF_DEFERS 0x1000      /* coil.defer was called: look for defers */
+#define TF_EXTRAS 0x2000      /* it has an extras table (task.c) */
 
 struct coil_task {
   coil_runtime *rt;
@@ -187,7 +190,17 @@ struct coil_runtime {
   uint64_t next_id;
   size_t live;     /* tasks not done */
   int anchors_ref; /* registry: table slot -> live task userdata */
+  int anchored;    /* spawn.c: slots 1..anchored of it are in use */
   int entry_ref;   /* registry: the coroutine main function */
+  /* a thread never run, whose stack keeps [1] the live-task table (as
+   * anchors_ref: read without a registry lookup), [2] the task metatable,
+   * and above them the finished coroutines spawn.c reuses (co_pool_n of
+   * them). Only calls that cannot raise touch it: an error there would have
+   * no handler. */
+  lua_State *keep;
+  int co_pool_n;
+  /* the task metatable, for a quick identity test (task.c) */
+  const void *task_mt;
 
   /* memory (memory.c) */
   size_t mem_used, mem_limit;

@@ -285,8 +285,10 @@ static int co_yield (lua_State *L) {
 }
 
 static int co_running(lua_State *L) {
-  int ismain = lua_pushthread(L);
-  lua_pushboolean(L, ismain || is_task_main(RT_UP(L), L));
+  coil_runtime *rt = RT_UP(L);
+  int ismain = lua_pushthread(L), task_main = is_task_main(rt, L);
+  if (task_main) rt->current->flags |= TF_CO_SEEN; /* never reused */
+  lua_pushboolean(L, ismain || task_main);
   return 2;
 }
 

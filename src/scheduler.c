@@ -169,12 +169,14 @@ static int l_wake(lua_State *L) {
  * caller, as error(msg, 2) in the function that checks). */
 static int l_in_task(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
-  const char *what = luaL_checkstring(L, 1);
-  int level = (int)luaL_optinteger(L, 2, 2);
-  if (rt->current) {
+  const char *what;
+  int level;
+  if (rt->current) { /* the arguments only shape the error */
     coil__push_task(L, rt->current);
     return 1;
   }
+  what = luaL_checkstring(L, 1);
+  level = (int)luaL_optinteger(L, 2, 2);
   luaL_where(L, level);
   lua_pushfstring(L, "coil: %s must be called from inside a task", what);
   lua_concat(L, 2);

@@ -40,6 +40,7 @@ static int pop_defer(lua_State *L, coil_task *t) {
   int n, i;
   lua_Integer len;
   int type;
+  if (!(t->flags & TF_DEFERS)) return -1; /* most tasks: no lookup */
   coil__push_task(L, t);
   type = lua_getiuservalue(L, -1, 2); /* task, extras */
   if (type == LUA_TFUNCTION) {        /* a lone defer */
@@ -134,6 +135,35 @@ static int task_entry(lua_State *L) {
 
 /* ---- spawning ------------------------------------------------------------ */
 
+/* The live-task table is a dense list, anchors[1..rt->anchored]: a task
+ * ending moves the last one into its slot. (Cheaper than luaL_ref/unref;
+ * nothing ends a task while coil__live_tasks or the shutdown's step 3 walk
+ * the table.) anchor() anchors the task on top of L's stack. */
+static void anchor(lua_State *L, coil_runtime *rt, coil_task *t) {
+  int slot = rt->anchored + 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, slot); /* may raise (memory): nothing recorded yet */
+  lua_pop(L, 1);
+  t->anchor = slot;
+  rt->anchored = slot;
+}
+
+static void unanchor(lua_State *L, coil_runtime *rt, coil_task *t) {
+  int last = rt->anchored;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
+  if (t->anchor != last) {
+    lua_rawgeti(L, -1, last);
+    ((coil_task *)lua_touserdata(L, -1))->anchor = t->anchor;
+    lua_rawseti(L, -2, t->anchor);
+  }
+  lua_pushnil(L);
+  lua_rawseti(L, -2, last);
+  lua_pop(L, 1);
+  rt->anchored = last - 1;
+  t->anchor = LUA_NOREF;
+}
+
 /* Spawns the function below nargs arguments on top of L's stack as a task;
  * pops them and pushes the task. */
 coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs) {
@@ -145,9 +175,16 @@ coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs) {
   memset(t, 0, sizeof *t);
   t->rt = rt;
   t->anchor = LUA_NOREF;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &coil__task_mt_key);
+  lua_pushvalue(rt->keep, 2); /* the task metatable */
+  lua_xmove(rt->keep, L, 1);
   lua_setmetatable(L, -2);
-  co = lua_newthread(L);
+  if (rt->co_pool_n > 0) { /* a finished task's coroutine (pool_can_keep) */
+    lua_xmove(rt->keep, L, 1);
+    co = lua_tothread(L, -1);
+    rt->co_pool_n--;
+  } else {
+    co = lua_newthread(L);
+  }
   lua_setiuservalue(L, -2, 1);
   lua_insert(L, fidx); /* task, fn, args */
   if (!lua_checkstack(co, nargs + 2)) luaL_error(L, "coil: too many arguments");
@@ -158,10 +195,7 @@ coil_task *coil__spawn(lua_State *L, coil_runtime *rt, int nargs) {
   t->id = ++rt->next_id;
   t->started = uv_now(rt->loop);
   t->nargs = nargs + 1;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
-  lua_pushvalue(L, -2);
-  t->anchor = luaL_ref(L, -2);
-  lua_pop(L, 1);
+  anchor(L, rt, t);
   rt->live++;
 
   if (rt->run.phase >= PHASE_CANCEL) {
@@ -301,10 +335,42 @@ int coil__status_of(lua_State *L, int idx) {
 
 static void run_done_cb(coil_runtime *rt, coil_task *t, int ud_idx);
 
+/* How many finished coroutines wait for a new task: enough for a server's
+ * burst of short tasks, little memory (about 1 KiB each) when idle. Under
+ * a memory limit, at most one per 64 KiB of it: kept coroutines are memory
+ * the collector cannot take back. */
+#define CO_POOL_MAX 1024
+#define CO_POOL_LIMIT_SHARE 65536
+
+/* Whether to keep the coroutine of a task that just ended, its stack
+ * emptied, for the next spawn: when nothing can tell it was reused
+ * (docs/internals.md): its main function returned (no error left it half
+ * unwound, no `<close>` is pending), no Lua code ever got it as a value
+ * (coroutine.running() sets TF_CO_SEEN; coil made the state, so no saved
+ * stock coroutine.running exists), and no debug hook is set on it. */
+static int pool_can_keep(coil_runtime *rt, coil_task *t, lua_State *co,
+                         int st) {
+  /* lua_checkstack makes room for it and the free slot coil__push_task
+   * uses; it may collect garbage (out of memory): co must still be the
+   * task's user value then */
+  return st == LUA_OK && rt->co_pool_n < CO_POOL_MAX && rt->owns_state &&
+         !(rt->mem_limit &&
+           (size_t)rt->co_pool_n >= rt->mem_limit / CO_POOL_LIMIT_SHARE) &&
+         !(t->flags & (TF_CO_SEEN | TF_FORCED)) && lua_gethook(co) == NULL &&
+         lua_status(co) == LUA_OK && lua_checkstack(rt->keep, 2);
+}
+
+/* Once co's stack is empty (nothing in between may allocate). */
+static void pool_keep(coil_runtime *rt, lua_State *co) {
+  lua_pushthread(co);
+  lua_xmove(co, rt->keep, 1);
+  rt->co_pool_n++;
+}
+
 /* Records how t ended and tells everyone who waits. L = rt->L. */
 static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
   lua_State *L = rt->L, *co = t->co;
-  int ud, listeners;
+  int ud, listeners, keep;
   coil_task *w;
 
   if (st != LUA_OK) { /* the entry itself failed: out of memory, say */
@@ -332,8 +398,10 @@ static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
     lua_xmove(co, L, nres);
     for (i = nres; i >= 1; i--) lua_rawseti(L, ud + 1, i);
   }
+  keep = pool_can_keep(rt, t, co, st);
   lua_setiuservalue(L, ud, 1); /* the coroutine goes with it */
   lua_settop(co, 0);
+  if (keep) pool_keep(rt, co);
   t->co = NULL;
   t->state = TASK_DONE;
   t->wait = WAIT_NONE;
@@ -350,7 +418,7 @@ static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
     coil__waitset_linked_done(rt, t);
   }
 
-  if (coil__push_extras(L, ud, 0)) {
+  if ((t->flags & TF_EXTRAS) && coil__push_extras(L, ud, 0)) {
     if (lua_getfield(L, -1, "on_done") == LUA_TTABLE) {
       lua_Integer i, n = luaL_len(L, -1);
       if (n > 0) listeners = 1;
@@ -395,9 +463,7 @@ static void task_finish(coil_runtime *rt, coil_task *t, int st, int nres) {
       rt->run.phase == PHASE_RUN)
     coil__request_status(rt, 1);
 
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
-  luaL_unref(L, -1, t->anchor);
-  t->anchor = LUA_NOREF;
+  unanchor(L, rt, t);
   lua_settop(L, ud - 1);
 }
 
@@ -539,7 +605,8 @@ static int l_defer(lua_State *L) {
   coil_task *t = rt->current;
   int n = lua_gettop(L) - 1, i;
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  if (!t) coil__inside_task(L, "defer");
+  if (!t) t = coil__inside_task(L, "defer");
+  t->flags |= TF_DEFERS;
   if (n == 0) {
     coil__push_task(L, t);
     if (lua_getiuservalue(L, -1, 2) == LUA_TNIL) { /* the first and only */

@@ -22,16 +22,24 @@ const char *const coil__wait_names[] = {"", "sleep", "await", "shield", "wait"};
 
 /* Pushes the task's userdata. */
 void coil__push_task(lua_State *L, coil_task *t) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->rt->anchors_ref);
-  lua_rawgeti(L, -1, t->anchor);
-  lua_remove(L, -2);
+  /* it has a free slot: see pool_can_keep (spawn.c) */
+  lua_State *keep = t->rt->keep;
+  lua_rawgeti(keep, 1, t->anchor);
+  lua_xmove(keep, L, 1);
 }
 
 /* The task at idx, or NULL if the value there is not a task. */
 coil_task *coil__test_task(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
+  void *p = lua_touserdata(L, idx), *ud;
   if (p && lua_getmetatable(L, idx)) {
     int same;
+    if (lua_getallocf(L, &ud) == coil__alloc) {
+      /* coil made the state, with its runtime as the allocator's data: one
+       * pointer comparison instead of a registry lookup */
+      same = lua_topointer(L, -1) == ((coil_runtime *)ud)->task_mt;
+      lua_pop(L, 1);
+      return same ? (coil_task *)p : NULL;
+    }
     lua_rawgetp(L, LUA_REGISTRYINDEX, &coil__task_mt_key);
     same = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
@@ -84,6 +92,7 @@ int coil__push_extras(lua_State *L, int idx, int create) {
   lua_remove(L, -2);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, idx, 2);
+  ((coil_task *)lua_touserdata(L, idx))->flags |= TF_EXTRAS;
   return 1;
 }
 
@@ -254,7 +263,26 @@ static const luaL_Reg task_methods[] = {{"done", task_done},
                                         {"name", task_name},
                                         {NULL, NULL}};
 
+/* core.all_tasks(list, n) -> true when list[1..n] are all tasks: one C loop
+ * for the combinators' usual case. False when the list has a metatable
+ * (its entries are then read one by one in Lua, as before). */
+static int l_all_tasks(lua_State *L) {
+  lua_Integer i, n = luaL_checkinteger(L, 2);
+  int all = 1;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_getmetatable(L, 1)) all = 0;
+  lua_settop(L, 2);
+  for (i = 1; all && i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    all = coil__test_task(L, 3) != NULL;
+    lua_pop(L, 1);
+  }
+  lua_pushboolean(L, all);
+  return 1;
+}
+
 static const luaL_Reg task_funcs[] = {{"current", l_current},
+                                      {"all_tasks", l_all_tasks},
                                       {"remove_on_done", task_remove_on_done},
                                       {"tasks", l_tasks},
                                       {"state", l_state},
@@ -279,8 +307,15 @@ void coil__task_object_open(lua_State *L, coil_runtime *rt) {
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
 
+  rt->keep = lua_newthread(L);
+  luaL_ref(L, LUA_REGISTRYINDEX); /* kept for the state's life */
   lua_newtable(L);
+  lua_pushvalue(L, -1);
   rt->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_xmove(L, rt->keep, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &coil__task_mt_key);
+  rt->task_mt = lua_topointer(L, -1);
+  lua_xmove(L, rt->keep, 1);
 
   lua_pushlightuserdata(L, rt);
   luaL_setfuncs(L, task_funcs, 1);

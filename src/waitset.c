@@ -230,7 +230,46 @@ static int waitset_gc(lua_State *L) {
   return 0;
 }
 
+/* core.gather_results(list, n, return_errors) -> a new list of the first
+ * result of each of list's n tasks (each one's error, with return_errors),
+ * raising the first error without it. Returns nothing when an entry is not
+ * a done task or the list has a metatable: the caller then takes the
+ * results one by one, as task:result() says (the user may have changed
+ * the list while gather waited). One C loop instead of a protected call
+ * of task:result() per task. */
+static int l_gather_results(lua_State *L) {
+  lua_Integer i, n = luaL_checkinteger(L, 2);
+  int return_errors = lua_toboolean(L, 3);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (n < 0 || n > INT32_MAX)
+    return luaL_error(L, "coil: _gather_results: count %I out of range", n);
+  if (lua_getmetatable(L, 1)) return 0;
+  lua_settop(L, 3);
+  lua_createtable(L, (int)n, 0); /* 4 */
+  for (i = 1; i <= n; i++) {
+    coil_task *t;
+    lua_rawgeti(L, 1, i); /* 5 */
+    t = coil__test_task(L, 5);
+    if (t == NULL || t->state != TASK_DONE) return 0;
+    coil__mark_seen(L, 5);
+    lua_getiuservalue(L, 5, 1); /* 6: its results, or its error */
+    if (t->outcome != OUTCOME_OK) {
+      if (!return_errors) return lua_error(L);
+    } else if (t->nresults == 0) {
+      lua_pushnil(L);
+      lua_replace(L, 6);
+    } else if (t->nresults > 1) {
+      lua_rawgeti(L, 6, 1);
+      lua_replace(L, 6);
+    }
+    lua_rawseti(L, 4, i);
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
 static const luaL_Reg waitset_funcs[] = {{"waitset", l_waitset},
+                                         {"gather_results", l_gather_results},
                                          {"waitset_notify", l_waitset_notify},
                                          {"waitset_wait", l_waitset_wait},
                                          {"waitset_state", l_waitset_state},

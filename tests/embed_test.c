@@ -495,6 +495,45 @@ static void test_memory_limit_counts_live_data_only(void) {
   CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
+/* Coroutines of finished tasks kept for reuse hold at most a small share of
+ * the limit: after a burst of tasks, live data near the limit still fits. */
+static void test_memory_limit_leaves_room_after_tasks(void) {
+  uv_loop_t loop;
+  closed_record rec = {0, -1};
+  coil_config cfg;
+  coil_runtime *rt;
+  CHECK_EQ(uv_loop_init(&loop), 0);
+  plugin_config(&cfg, &loop, &rec);
+  cfg.memory_limit = 4u << 20;
+  CHECK_EQ(coil_new(&rt, &cfg), 0);
+  CHECK_EQ(coil_spawn_string(
+               rt,
+               "local coil = require 'coil'\n"
+               "local ts = {}\n"
+               "for i = 1, 2000 do ts[i] = coil.spawn(coil.sleep, 0) end\n"
+               "for i = 1, 2000 do ts[i]:await() end\n"
+               "ts = nil\n"
+               "local keep = {}\n"
+               "for i = 1, 3000 do keep[i] = ('k'):rep(1000) .. i end\n"
+               "survived = true\n"
+               "coil.stopping():wait()",
+               "=burst"),
+           0);
+  for (int i = 0;
+       i < 5000 && lua_getglobal(coil_lua(rt), "survived") == LUA_TNIL; i++) {
+    lua_pop(coil_lua(rt), 1);
+    uv_run(&loop, UV_RUN_NOWAIT);
+  }
+  CHECK_EQ(lua_toboolean(coil_lua(rt), -1), 1);
+  lua_pop(coil_lua(rt), 1);
+  CHECK_EQ(rec.closed, 0);
+  CHECK_EQ(coil_shutdown(rt, 0), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ(rec.status, 0);
+  coil_free(rt);
+  CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
 static void test_spawn_leaves_stack_clean(void) {
   coil_runtime *rt;
   int i;
@@ -773,6 +812,8 @@ static const test_case cases[] = {
     {"free_from_on_closed", test_free_from_on_closed},
     {"memory_limit_counts_live_data_only",
      test_memory_limit_counts_live_data_only},
+    {"memory_limit_leaves_room_after_tasks",
+     test_memory_limit_leaves_room_after_tasks},
     {"spawn_leaves_stack_clean", test_spawn_leaves_stack_clean},
     {"shutdown_reaches_busy_plugin", test_shutdown_reaches_busy_plugin},
     {"pending_shutdown_is_not_a_deadlock",

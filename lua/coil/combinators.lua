@@ -26,6 +26,7 @@ local phase, is_cancelled = core.phase, core.is_cancelled
 local waitset, waitset_notify = core.waitset, core.waitset_notify
 local waitset_wait, waitset_state, waitset_close =
   core.waitset_wait, core.waitset_state, core.waitset_close
+local gather_results, all_tasks = core.gather_results, core.all_tasks
 local Cancelled, Timeout = core.Cancelled, core.Timeout
 local check_self = require("coil.sync").check_self
 
@@ -120,6 +121,7 @@ local function collect(what, ...)
   else
     list, n = { ... }, nargs
   end
+  if all_tasks(list, n) then return list, n, as_list, opts end -- in C
   local fns = false
   for i = 1, n do
     local v = list[i]
@@ -231,11 +233,14 @@ function M.gather(...)
   if own ~= nil then error(own, 0) end
   local first_bad = not return_errors and select(4, waitset_state(ws))
   if first_bad then error(error_of(tasks[first_bad]), 0) end
-  local res = {}
-  for i = 1, n do
-    local ok, v = pcall(result_of, tasks[i])
-    if not ok and not return_errors then error(v, 0) end
-    res[i] = v
+  local res = gather_results(tasks, n, return_errors) -- the usual case, in C
+  if not res then
+    res = {}
+    for i = 1, n do
+      local ok, v = pcall(result_of, tasks[i])
+      if not ok and not return_errors then error(v, 0) end
+      res[i] = v
+    end
   end
   if as_list then return res end
   return unpack(res, 1, n)
