@@ -165,6 +165,7 @@ static void cancel_every_task(coil_runtime *rt) {
   int top = lua_gettop(L);
   size_t n, i, reached = rt->current ? 1 : 0;
   coil_task **sleepers = coil__sleepers(rt, &n);
+  int slot;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->run.cancel_ref);
   for (i = 0; i < n; i++) {
     coil_task *t = sleepers[i];
@@ -179,17 +180,18 @@ static void cancel_every_task(coil_runtime *rt) {
     lua_settop(L, top);
     return;
   }
+  /* the live-task table is the dense list 1..rt->anchored (spawn.c); no
+   * task ends meanwhile, and one a finalizer spawns is born reached */
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
-  lua_pushnil(L);
-  while (lua_next(L, top + 2)) {
-    if (lua_type(L, -1) == LUA_TUSERDATA) {
-      coil_task *t = (coil_task *)lua_touserdata(L, -1);
-      if (t != rt->current && !(t->flags & TF_SHUTDOWN_CANCELLED)) {
-        t->flags |= TF_SHUTDOWN_CANCELLED;
-        coil__cancel(L, t, top + 1, 0);
-      }
-    }
+  for (slot = 1; slot <= rt->anchored; slot++) {
+    coil_task *t;
+    lua_rawgeti(L, top + 2, slot);
+    t = (coil_task *)lua_touserdata(L, -1); /* anchored: stays valid */
     lua_pop(L, 1);
+    if (t && t != rt->current && !(t->flags & TF_SHUTDOWN_CANCELLED)) {
+      t->flags |= TF_SHUTDOWN_CANCELLED;
+      coil__cancel(L, t, top + 1, 0);
+    }
   }
   lua_settop(L, top);
 }
