@@ -50,7 +50,7 @@ describe("coil.spawn", function()
     end
     t:name(7) -- a number is a name, as Lua's own string arguments take it
     assert.equal("7", t:name())
-    t:cancel()
+    coil.wait({ t })
   end)
 end)
 
