@@ -33,6 +33,25 @@ describe("coil.spawn", function()
   it("requires a function", function()
     assert.has_error(function() coil.spawn(42) end)
   end)
+
+  it("rejects bad arguments with one coil: line, as the Lua half does", function()
+    local t = coil.spawn(function() end)
+    local cases = {
+      { "coil: spawn expects a function, got number", coil.spawn, 42 },
+      { "coil: defer expects a function, got table", coil.defer, {} },
+      { "coil: on_error expects a function or nil, got string", coil.on_error, "x" },
+      { "coil: task:name expects a string, got table", t.name, t, {} },
+      { "coil: task:on_done expects a function, got boolean", t.on_done, t, true },
+    }
+    for _, c in ipairs(cases) do
+      local ok, err = pcall(table.unpack(c, 2))
+      assert.is_false(ok)
+      assert.equal(c[1], err)
+    end
+    t:name(7) -- a number is a name, as Lua's own string arguments take it
+    assert.equal("7", t:name())
+    coil.wait({ t })
+  end)
 end)
 
 describe("coil.current", function()

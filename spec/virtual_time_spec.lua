@@ -165,7 +165,7 @@ describe("virtual time", function()
     assert.equal("real\ttrue", lines[2])
     assert.equal("false\tcoil: coil.run: unknown option 'bogus'", lines[3])
     assert.equal("true\tplain", lines[4])
-    assert.equal("false\tbad argument #1 to 'coil.run' (function expected, got table)", lines[5])
+    assert.equal("false\tcoil: run expects a function, got table", lines[5])
     assert.matches("^false\tlate", lines[6])
     local rest = table.concat(lines, "\n", 7)
     assert.matches("on\tfalse\ncleanup slept an hour\nfalse\tcancelled: shutdown\nquick\ttrue\n" ..

@@ -272,6 +272,10 @@ COIL_INTERNAL void coil__message(coil_runtime *rt, const char *text);
 COIL_INTERNAL void coil__messagef(coil_runtime *rt, const char *fmt, ...);
 COIL_INTERNAL void coil__report_error(lua_State *L, const char *what, int idx);
 COIL_INTERNAL coil_runtime *coil__rt(lua_State *L);
+COIL_INTERNAL int coil__arg_error(lua_State *L, int idx, const char *what,
+                                  const char *expected);
+COIL_INTERNAL void coil__check_function(lua_State *L, int idx,
+                                        const char *what);
 COIL_INTERNAL void coil__register_runtime(lua_State *L, coil_runtime *rt);
 
 /* memory.c: the counting allocator and the memory limit */

@@ -358,7 +358,8 @@ void coil__report_unseen_all(coil_runtime *rt) {
 
 /* coil.on_error(fn | nil): who hears about unseen errors */
 static int l_on_error(lua_State *L) {
-  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (!lua_isnoneornil(L, 1) && lua_type(L, 1) != LUA_TFUNCTION)
+    coil__arg_error(L, 1, "on_error", "a function or nil");
   lua_settop(L, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, "coil.on_error");
   return 0;

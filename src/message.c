@@ -16,6 +16,19 @@ void coil__register_runtime(lua_State *L, coil_runtime *rt) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
 }
 
+/* Raises "coil: <what> expects <expected>, got <type>": the one-line
+ * argument error of coil's own C functions (as coil.sleep's). */
+int coil__arg_error(lua_State *L, int idx, const char *what,
+                    const char *expected) {
+  return luaL_error(L, "coil: %s expects %s, got %s", what, expected,
+                    luaL_typename(L, idx));
+}
+
+void coil__check_function(lua_State *L, int idx, const char *what) {
+  if (lua_type(L, idx) != LUA_TFUNCTION)
+    coil__arg_error(L, idx, what, "a function");
+}
+
 coil_runtime *coil__rt(lua_State *L) {
   coil_runtime *rt;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &rt_key);

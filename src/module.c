@@ -73,7 +73,7 @@ static int l_run(lua_State *L) {
   int virtual_time = run_options(L);
   int nargs = lua_gettop(L) - 1, task_idx, installed;
   coil_task *t;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  coil__check_function(L, 1, "run");
   if (rt->current || rt->owns_state) {
     lua_pushliteral(L, "coil.run cannot be called from inside a task; use "
                        "coil.spawn or await");

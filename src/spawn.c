@@ -218,7 +218,7 @@ static int l_spawn(lua_State *L) {
    * call_later, gather and race already accept it */
   if (lua_type(L, 1) != LUA_TFUNCTION) {
     if (luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
-      luaL_checktype(L, 1, LUA_TFUNCTION);
+      coil__arg_error(L, 1, "spawn", "a function");
     else lua_pop(L, 1);
   }
   if (rt->run.phase >= PHASE_CLOSING)
@@ -306,7 +306,7 @@ static void call_on_done(coil_runtime *rt, lua_State *L, int fn_idx,
 
 static int task_on_done(lua_State *L) {
   coil_task *t = coil__check_task(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  coil__check_function(L, 2, "task:on_done");
   lua_settop(L, 2);
   if (t->state == TASK_DONE) {
     coil__mark_seen(L, 1);
@@ -604,7 +604,7 @@ static int l_defer(lua_State *L) {
   coil_runtime *rt = RT_UP(L);
   coil_task *t = rt->current;
   int n = lua_gettop(L) - 1, i;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  coil__check_function(L, 1, "defer");
   if (!t) t = coil__inside_task(L, "defer");
   t->flags |= TF_DEFERS;
   if (n == 0) {

@@ -174,7 +174,8 @@ static int task_cancelled(lua_State *L) {
 static int task_name(lua_State *L) {
   coil__check_task(L, 1);
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checkstring(L, 2);
+    if (!lua_isstring(L, 2)) coil__arg_error(L, 2, "task:name", "a string");
+    lua_tolstring(L, 2, NULL); /* a number becomes its string, in place */
     coil__push_extras(L, 1, 1);
     lua_pushvalue(L, 2);
     lua_setfield(L, -2, "name");
