@@ -42,6 +42,10 @@ describe("coil.spawn", function()
       { "coil: on_error expects a function or nil, got string", coil.on_error, "x" },
       { "coil: task:name expects a string, got table", t.name, t, {} },
       { "coil: task:on_done expects a function, got boolean", t.on_done, t, true },
+      { "coil: task:cancel expects a reason (a string) or nothing, got table", t.cancel, t, {} },
+      { "coil: Cancelled expects a reason (a string) or nothing, got boolean", coil.Cancelled, true },
+      { "coil: Timeout expects a number of seconds or nothing, got table", coil.Timeout, {} },
+      { "coil: Interrupted expects a signal name or nothing, got table", coil.Interrupted, {} },
     }
     for _, c in ipairs(cases) do
       local ok, err = pcall(table.unpack(c, 2))

@@ -104,7 +104,9 @@ int coil__cancel(lua_State *L, coil_task *t, int err_idx, int soft) {
 /* task:cancel([reason]) -> bool */
 int coil__task_cancel(lua_State *L) {
   coil_task *t = coil__check_task(L, 1);
-  coil__new_cancelled(L, luaL_optstring(L, 2, NULL));
+  if (!lua_isnoneornil(L, 2) && !lua_isstring(L, 2))
+    coil__arg_error(L, 2, "task:cancel", "a reason (a string) or nothing");
+  coil__new_cancelled(L, lua_tostring(L, 2));
   lua_pushboolean(L, coil__cancel(L, t, -1, 0));
   return 1;
 }

@@ -55,12 +55,17 @@ static int timeout_tostring(lua_State *L) {
 
 /* coil.Cancelled([reason]) / coil.Timeout(seconds): constructors. */
 static int cancelled_new(lua_State *L) {
-  coil__new_cancelled(L, luaL_optstring(L, 2, NULL));
+  if (!lua_isnoneornil(L, 2) && !lua_isstring(L, 2))
+    coil__arg_error(L, 2, "Cancelled", "a reason (a string) or nothing");
+  coil__new_cancelled(L, lua_tostring(L, 2));
   return 1;
 }
 
 static int timeout_new(lua_State *L) {
-  lua_Number s = luaL_optnumber(L, 2, 0);
+  lua_Number s;
+  if (!lua_isnoneornil(L, 2) && !lua_isnumber(L, 2))
+    coil__arg_error(L, 2, "Timeout", "a number of seconds or nothing");
+  s = lua_tonumber(L, 2);
   lua_createtable(L, 0, 1);
   lua_pushnumber(L, s);
   lua_setfield(L, -2, "seconds");
@@ -83,7 +88,10 @@ static int interrupted_tostring(lua_State *L) {
 }
 
 static int interrupted_new(lua_State *L) {
-  coil__new_interrupted(L, luaL_optstring(L, 2, "SIGINT"));
+  if (!lua_isnoneornil(L, 2) && !lua_isstring(L, 2))
+    coil__arg_error(L, 2, "Interrupted", "a signal name or nothing");
+  coil__new_interrupted(L,
+                        lua_isnoneornil(L, 2) ? "SIGINT" : lua_tostring(L, 2));
   return 1;
 }
 
