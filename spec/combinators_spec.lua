@@ -73,7 +73,7 @@ describe("coil.gather", function()
     assert.equal(7, coil.gather(t))
   end)
 
-  it("reads the results from the list as it is at the end", function()
+  it("takes the list as it is at the call: changing it later changes nothing", function()
     -- a list with a metatable
     local list = setmetatable({ coil.spawn(function() return 1, 9 end),
                                 coil.spawn(function() end) }, {})
@@ -84,12 +84,30 @@ describe("coil.gather", function()
     local other = coil.spawn(function() return "other" end)
     list = { coil.spawn(function() coil.sleep(0.01) return "a" end) }
     coil.spawn(function() other:await() list[1] = other end)
-    assert.same({ "other" }, coil.gather(list))
-    list = { coil.spawn(function() coil.sleep(0.01) return "a" end) }
+    assert.same({ "a" }, coil.gather(list))
+    list = { coil.spawn(function() coil.sleep(0.01) return "b" end) }
     coil.spawn(function() list[1] = 42 end)
-    local ok, err = pcall(coil.gather, list)
-    assert.is_false(ok)
-    assert.matches("coil.task expected, got number", err)
+    assert.same({ "b" }, coil.gather(list))
+  end)
+
+  it("cancels the tasks it was given, whatever the caller did to its list", function()
+    local never = coil.event()
+    for _, change in ipairs {
+      function(list) list[1] = nil end,
+      function(list) list[1] = coil.spawn(function() end) end,
+      function(list) list[1] = 42 end,
+    } do
+      local given = coil.spawn(function() never:wait() end)
+      local list = { given }
+      local g = coil.spawn(function() return coil.gather(list) end)
+      coil.sleep(0.01)
+      change(list)
+      g:cancel()
+      local done = coil.wait({ g }, { timeout = 5 })
+      assert.equal(1, #done, "gather did not end")
+      assert.is_true(given:cancelled())
+      if type(list[1]) == "table" then coil.wait({ list[1] }) end
+    end
   end)
 
   it("on a failure cancels the rest, waits for their cleanup, raises the first error", function()

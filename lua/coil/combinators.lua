@@ -16,7 +16,7 @@ local clock = require "coil.clock"
 
 local error, pcall, pairs, select, type, tostring, rawequal, setmetatable, getmetatable =
   error, pcall, pairs, select, type, tostring, rawequal, setmetatable, getmetatable
-local unpack, pack = table.unpack, table.pack
+local unpack, pack, move = table.unpack, table.pack, table.move
 local huge, ceil, min = math.huge, math.ceil, math.min
 
 local spawn, current, wake = core.spawn, core.current, core.wake
@@ -117,7 +117,10 @@ local function collect(what, ...)
       error(("coil: %s: give either tasks as arguments or one list (and options)")
             :format(what), 3)
     end
-    list, n, as_list, opts = first, #first, true, (select(2, ...))
+    -- a copy: the caller may change its list while we wait; we own, cancel
+    -- and report the tasks it held at the call
+    n = #first
+    list, as_list, opts = move(first, 1, n, 1, {}), true, (select(2, ...))
   else
     list, n = { ... }, nargs
   end
@@ -261,6 +264,7 @@ function M.wait(list, opts)
     error("coil: wait expects a list of tasks, got " .. (is_task(list) and "a task" or type(list)), 2)
   end
   local n = #list
+  list = move(list, 1, n, 1, {}) -- the tasks as they are now: ours to report
   for i = 1, n do
     if not is_task(list[i]) then
       error(("coil: wait expects a list of tasks, got %s at position %d")
