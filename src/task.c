@@ -6,6 +6,7 @@
  * alive it is anchored in the live-task table, so C may keep plain pointers
  * to it. This file only reads and describes tasks; spawn.c gives them life.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -264,26 +265,32 @@ static const luaL_Reg task_methods[] = {{"done", task_done},
                                         {"name", task_name},
                                         {NULL, NULL}};
 
-/* core.all_tasks(list, n) -> true when list[1..n] are all tasks: one C loop
- * for the combinators' usual case. False when the list has a metatable
- * (its entries are then read one by one in Lua, as before). */
-static int l_all_tasks(lua_State *L) {
+/* core.task_list(list, n) -> a copy of list[1..n] when they are all tasks,
+ * else false: one C loop, and a table sized at once, for the combinators'
+ * usual case. False when the list has a metatable (its entries are then
+ * read one by one in Lua). */
+static int l_task_list(lua_State *L) {
   lua_Integer i, n = luaL_checkinteger(L, 2);
-  int all = 1;
   luaL_checktype(L, 1, LUA_TTABLE);
-  if (lua_getmetatable(L, 1)) all = 0;
-  lua_settop(L, 2);
-  for (i = 1; all && i <= n; i++) {
-    lua_rawgeti(L, 1, i);
-    all = coil__test_task(L, 3) != NULL;
-    lua_pop(L, 1);
+  if (n < 0 || n > INT_MAX || lua_getmetatable(L, 1)) {
+    lua_pushboolean(L, 0);
+    return 1;
   }
-  lua_pushboolean(L, all);
+  lua_settop(L, 2);
+  lua_createtable(L, (int)n, 0);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    if (!coil__test_task(L, 4)) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    lua_rawseti(L, 3, i);
+  }
   return 1;
 }
 
 static const luaL_Reg task_funcs[] = {{"current", l_current},
-                                      {"all_tasks", l_all_tasks},
+                                      {"task_list", l_task_list},
                                       {"remove_on_done", task_remove_on_done},
                                       {"tasks", l_tasks},
                                       {"state", l_state},

@@ -26,7 +26,7 @@ local phase, is_cancelled = core.phase, core.is_cancelled
 local waitset, waitset_notify = core.waitset, core.waitset_notify
 local waitset_wait, waitset_state, waitset_close =
   core.waitset_wait, core.waitset_state, core.waitset_close
-local gather_results, all_tasks = core.gather_results, core.all_tasks
+local gather_results, task_list = core.gather_results, core.task_list
 local Cancelled, Timeout = core.Cancelled, core.Timeout
 local check_self = require("coil.sync").check_self
 
@@ -119,12 +119,13 @@ local function collect(what, ...)
     end
     -- a copy: the caller may change its list while we wait; we own, cancel
     -- and report the tasks it held at the call
-    n = #first
-    list, as_list, opts = move(first, 1, n, 1, {}), true, (select(2, ...))
+    n, as_list, opts = #first, true, (select(2, ...))
+    list = task_list(first, n) -- the usual case, in C
+    if list then return list, n, as_list, opts end
+    list = move(first, 1, n, 1, {})
   else
     list, n = { ... }, nargs
   end
-  if all_tasks(list, n) then return list, n, as_list, opts end -- in C
   local fns = false
   for i = 1, n do
     local v = list[i]
