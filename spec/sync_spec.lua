@@ -321,6 +321,10 @@ describe("coil.semaphore", function()
       error_of(coil.semaphore, -1))
     assert.matches("^coil: semaphore: n must be a non%-negative integer, got nil",
       error_of(coil.semaphore))
+    -- a float beyond the integers (its release message once failed in format)
+    assert.matches("^coil: semaphore: n must be a non%-negative integer, got 9%.22",
+      error_of(coil.semaphore, 2 ^ 63))
+    assert.equal("coil.semaphore (3 of 3 free, 0 waiting)", tostring(coil.semaphore(3.0)))
     local s = coil.semaphore(1)
     assert.matches("^coil: semaphore:with expects a function", error_of(s.with, s, 1))
     assert.equal("coil: semaphore:acquire must be called from inside a task",

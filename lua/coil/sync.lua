@@ -13,6 +13,7 @@ local setmetatable, error, pcall, type, tostring, rawget =
 -- object's must not pass for one
 local getmetatable = debug.getmetatable
 local huge, floor = math.huge, math.floor
+local math_type, tointeger = math.type, math.tointeger
 local park, wake = core.park, core.wake
 
 local M = {}
@@ -371,10 +372,11 @@ end
 
 --- coil.semaphore(n) -> a semaphore with n permits (a non-negative integer).
 function M.semaphore(n)
-  if type(n) ~= "number" or n ~= n or n < 0 or n ~= floor(n) or n == huge then
+  local count = math_type(n) and tointeger(n) -- 2.0 is 2; 2^63 is no integer
+  if not count or count < 0 then
     error("coil: semaphore: n must be a non-negative integer, got " .. tostring(n), 2)
   end
-  return new_semaphore(n, Semaphore)
+  return new_semaphore(count, Semaphore)
 end
 
 local Lock = { __name = "coil.lock" }
