@@ -72,7 +72,10 @@ function M.start(cmd, args, opts)
     self.handle:close()
     changed(self)
   end)
-  assert(handle, pid)
+  if not handle then
+    stdout:close(); stderr:close(); stdin:close()
+    error(cmd .. ": " .. tostring(pid), 2)
+  end
   self.handle, self.pid = handle, pid
   stdout:read_start(reader(self, "stdout"))
   stderr:read_start(reader(self, "stderr"))
