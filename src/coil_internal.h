@@ -69,9 +69,9 @@ struct coil_task {
   uint64_t started;  /* loop time at spawn, ms */
   coil_waitset *ws;  /* the gather/wait/race watching it, if any */
   uint32_t ws_index; /* its place in that waitset's list */
-  int anchor;   /* slot in the live-task table */
-  int nargs;    /* values pushed for the next resume */
-  int nresults; /* DONE: how many results it returned */
+  int anchor;        /* slot in the live-task table */
+  int nargs;         /* values pushed for the next resume */
+  int nresults;      /* DONE: how many results it returned */
   uint16_t flags;
   uint16_t cancels; /* Cancelled delivered, less core.uncancel */
   uint8_t state, outcome, wait;
@@ -96,7 +96,7 @@ typedef struct {
   uint32_t len, cap;
   coil_sleep_bucket **table; /* hash chains by deadline */
   uint32_t table_bits;       /* the table has 1 << table_bits chains */
-  coil_sleep_bucket *spare; /* emptied buckets, for reuse */
+  coil_sleep_bucket *spare;  /* emptied buckets, for reuse */
 } coil_heap;
 
 /* What a signal handler or another thread touches: atomics only, written

@@ -59,8 +59,7 @@ static void heap_delete(coil_heap *h, uint32_t i) {
   coil_sleep_bucket *last = h->items[--h->len];
   if (i == h->len) return;
   heap_set(h, i, last);
-  if (i > 0 && last->deadline < h->items[(i - 1) / 2]->deadline)
-    sift_up(h, i);
+  if (i > 0 && last->deadline < h->items[(i - 1) / 2]->deadline) sift_up(h, i);
   else sift_down(h, i);
 }
 
