@@ -32,6 +32,13 @@ target_link_libraries(teardown_test PRIVATE coil_static Threads::Threads)
 add_test(NAME teardown_test COMMAND teardown_test)
 set_tests_properties(teardown_test PROPERTIES TIMEOUT 300)
 
+# The Lua state's block pool (src/pool.c).
+add_executable(pool_test tests/pool_test.c)
+target_compile_options(pool_test PRIVATE ${COIL_WARNINGS})
+target_link_libraries(pool_test PRIVATE coil_static)
+add_test(NAME pool_test COMMAND pool_test)
+set_tests_properties(pool_test PROPERTIES TIMEOUT 300)
+
 add_executable(embed_cycle tests/embed_cycle.c)
 target_compile_options(embed_cycle PRIVATE ${COIL_WARNINGS})
 target_link_libraries(embed_cycle PRIVATE coil_static)

@@ -15,6 +15,16 @@
 #define COIL_INTERNAL __attribute__((visibility("hidden")))
 
 typedef struct coil_task coil_task;
+
+/* The Lua state's small blocks (pool.c): a free list per 16-byte class up
+ * to POOL_MAX, carved from chunks. */
+#define POOL_GRAIN 16
+#define POOL_MAX 1024
+typedef struct coil_pool {
+  void *free[POOL_MAX / POOL_GRAIN + 1];
+  char *next, *end;               /* the rest of the newest chunk */
+  struct coil_pool_chunk *chunks; /* every chunk, freed with the runtime */
+} coil_pool;
 typedef struct coil_waitset coil_waitset;
 
 /* Where a task is in its life. */
@@ -202,7 +212,8 @@ struct coil_runtime {
   /* the task metatable, for a quick identity test (task.c) */
   const void *task_mt;
 
-  /* memory (memory.c) */
+  /* memory (memory.c, pool.c) */
+  coil_pool pool;
   size_t mem_used, mem_limit;
   void *refused_ptr; /* the allocation the memory limit refused last */
   size_t refused_size;
@@ -277,6 +288,11 @@ COIL_INTERNAL int coil__arg_error(lua_State *L, int idx, const char *what,
 COIL_INTERNAL void coil__check_function(lua_State *L, int idx,
                                         const char *what);
 COIL_INTERNAL void coil__register_runtime(lua_State *L, coil_runtime *rt);
+
+/* pool.c: size-class blocks for the Lua state */
+COIL_INTERNAL void *coil__pool_realloc(coil_pool *pool, void *ptr, size_t osize,
+                                       size_t nsize);
+COIL_INTERNAL void coil__pool_free(coil_pool *pool);
 
 /* memory.c: the counting allocator and the memory limit */
 COIL_INTERNAL void *coil__alloc(void *ud, void *ptr, size_t osize,

@@ -15,7 +15,7 @@ void *coil__alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   coil_runtime *rt = (coil_runtime *)ud;
   if (ptr == NULL) osize = 0;
   if (nsize == 0) {
-    free(ptr);
+    coil__pool_realloc(&rt->pool, ptr, osize, 0);
     rt->mem_used -= osize;
     return NULL;
   }
@@ -46,7 +46,7 @@ void *coil__alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
 grant:
   rt->refused_size = 0;
-  ptr = realloc(ptr, nsize);
+  ptr = coil__pool_realloc(&rt->pool, ptr, osize, nsize);
   if (ptr) rt->mem_used += nsize - osize;
   return ptr;
 }

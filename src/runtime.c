@@ -74,6 +74,7 @@ int coil_new(coil_runtime **out, const coil_config *cfg) {
   rt->L = lua_newstate(coil__alloc, rt);
   if (!rt->L) {
     if (rt->owns_loop) uv_loop_close(rt->loop);
+    coil__pool_free(&rt->pool);
     free(rt);
     return COIL_ENOMEM;
   }

@@ -470,6 +470,8 @@ void coil__teardown(coil_runtime *rt) {
                         "was stopped");
   }
   coil__heap_free(rt);
+  /* a request given up on may still write into its (Lua) memory */
+  if (rt->lua_closed && !rt->run.abandoned) coil__pool_free(&rt->pool);
   fflush(stdout);
   fflush(stderr);
   if (rt->run.abandoned) {
