@@ -460,8 +460,9 @@ static void test_free_from_on_closed(void) {
   CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
-/* Garbage alone never trips the limit: Lua collects and asks again. */
-static void test_memory_limit_counts_live_data_only(void) {
+/* Runs chunk in a plugin held to a 4 MiB limit on a host loop until it sets
+ * the global `survived`, then shuts it down: the limit never stopped it. */
+static void survives_under_limit(const char *chunk, const char *name) {
   uv_loop_t loop;
   closed_record rec = {0, -1};
   coil_config cfg;
@@ -470,55 +471,7 @@ static void test_memory_limit_counts_live_data_only(void) {
   plugin_config(&cfg, &loop, &rec);
   cfg.memory_limit = 4u << 20;
   CHECK_EQ(coil_new(&rt, &cfg), 0);
-  CHECK_EQ(coil_spawn_string(
-               rt,
-               "local coil = require 'coil'\n"
-               "local keep = {}\n"
-               "for i = 1, 2600 do keep[i] = ('k'):rep(1000) .. i end\n"
-               "for i = 1, 2e5 do local s = ('g'):rep(1000) .. i\n"
-               "  if i % 5000 == 0 then coil.sleep(0) end end\n"
-               "survived = true\n"
-               "coil.stopping():wait()",
-               "=garbage"),
-           0);
-  for (int i = 0;
-       i < 5000 && lua_getglobal(coil_lua(rt), "survived") == LUA_TNIL; i++) {
-    lua_pop(coil_lua(rt), 1);
-    uv_run(&loop, UV_RUN_NOWAIT);
-  }
-  lua_pop(coil_lua(rt), 1);
-  CHECK_EQ(rec.closed, 0);
-  CHECK_EQ(coil_shutdown(rt, 0), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  CHECK_EQ(rec.status, 0);
-  coil_free(rt);
-  CHECK_EQ(uv_loop_close(&loop), 0);
-}
-
-/* Coroutines of finished tasks kept for reuse hold at most a small share of
- * the limit: after a burst of tasks, live data near the limit still fits. */
-static void test_memory_limit_leaves_room_after_tasks(void) {
-  uv_loop_t loop;
-  closed_record rec = {0, -1};
-  coil_config cfg;
-  coil_runtime *rt;
-  CHECK_EQ(uv_loop_init(&loop), 0);
-  plugin_config(&cfg, &loop, &rec);
-  cfg.memory_limit = 4u << 20;
-  CHECK_EQ(coil_new(&rt, &cfg), 0);
-  CHECK_EQ(coil_spawn_string(
-               rt,
-               "local coil = require 'coil'\n"
-               "local ts = {}\n"
-               "for i = 1, 2000 do ts[i] = coil.spawn(coil.sleep, 0) end\n"
-               "for i = 1, 2000 do ts[i]:await() end\n"
-               "ts = nil\n"
-               "local keep = {}\n"
-               "for i = 1, 3000 do keep[i] = ('k'):rep(1000) .. i end\n"
-               "survived = true\n"
-               "coil.stopping():wait()",
-               "=burst"),
-           0);
+  CHECK_EQ(coil_spawn_string(rt, chunk, name), 0);
   for (int i = 0;
        i < 5000 && lua_getglobal(coil_lua(rt), "survived") == LUA_TNIL; i++) {
     lua_pop(coil_lua(rt), 1);
@@ -532,6 +485,34 @@ static void test_memory_limit_leaves_room_after_tasks(void) {
   CHECK_EQ(rec.status, 0);
   coil_free(rt);
   CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
+/* Garbage alone never trips the limit: Lua collects and asks again. */
+static void test_memory_limit_counts_live_data_only(void) {
+  survives_under_limit("local coil = require 'coil'\n"
+                       "local keep = {}\n"
+                       "for i = 1, 2600 do keep[i] = ('k'):rep(1000) .. i end\n"
+                       "for i = 1, 2e5 do local s = ('g'):rep(1000) .. i\n"
+                       "  if i % 5000 == 0 then coil.sleep(0) end end\n"
+                       "survived = true\n"
+                       "coil.stopping():wait()",
+                       "=garbage");
+}
+
+/* Coroutines of finished tasks kept for reuse hold at most a small share of
+ * the limit: after a burst of tasks, live data near the limit still fits. */
+static void test_memory_limit_leaves_room_after_tasks(void) {
+  survives_under_limit(
+      "local coil = require 'coil'\n"
+      "local ts = {}\n"
+      "for i = 1, 2000 do ts[i] = coil.spawn(coil.sleep, 0) end\n"
+      "for i = 1, 2000 do ts[i]:await() end\n"
+      "ts = nil\n"
+      "local keep = {}\n"
+      "for i = 1, 3000 do keep[i] = ('k'):rep(1000) .. i end\n"
+      "survived = true\n"
+      "coil.stopping():wait()",
+      "=burst");
 }
 
 static void test_spawn_leaves_stack_clean(void) {
