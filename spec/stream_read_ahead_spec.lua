@@ -129,6 +129,28 @@ describe("stream read-ahead", function()
     assert.equal("hello\n", r.stdout)
   end)
 
+  it("a loop of writes to a reader that keeps up still lets other tasks run", function()
+    local p = proc.coil({ "spec/fixtures/stream_fair_writer.lua" })
+    assert.is_true(p:wait_for("ready %d+\n"), p.stderr)
+    local port = tonumber(p.stdout:match "ready (%d+)")
+    local c <close> = assert(net.connect("127.0.0.1", port))
+    local got = 0
+    while got < 16 * 1024 * 1024 do
+      local data = c:read()
+      if not data then break end
+      got = got + #data
+    end
+    local r = p:wait(20)
+    assert.equal(0, r.code, r.stderr)
+    assert.equal(16 * 1024 * 1024, got)
+    -- the writer passed through the loop at least once per high-water mark
+    -- (64 KiB) the kernel took at once plus one queued (a write waits
+    -- beyond it), each with one more 4 KiB write
+    local ticks, longest = r.stdout:match "ticks (%d+) longest (%d+)"
+    assert.is_true(tonumber(ticks) >= 16 * 1024 * 1024 // (136 * 1024), r.stdout)
+    assert.is_true(tonumber(longest) <= 136 * 1024, r.stdout)
+  end)
+
   it("standard input reads only while a task waits: other processes share it", function()
     -- the pipe stays open (no end of file to stop the reading)
     local script = [[

@@ -19,7 +19,7 @@ local sync = require "coil.sync"
 require "coil.await"
 
 local uv_error = core.uv_error
-local current, park, wake = core.current, core.park, core.wake
+local current, park, wake, sleep = core.current, core.park, core.wake, core.sleep
 local type, error, pcall, tostring = type, error, pcall, tostring
 local setmetatable = setmetatable
 local concat = table.concat
@@ -110,7 +110,7 @@ function M.new(handle, name, close_on_eof, no_read_ahead)
     eof = false, err = nil, reader = nil, reading = false, closed = false,
     read_ahead = not no_read_ahead and handle.unref ~= nil, unreferenced = false,
     try_write = handle.try_write ~= nil,
-    queued = 0, high_water = HIGH_WATER, write_err = nil, writers = fifo(),
+    queued = 0, high_water = HIGH_WATER, write_err = nil, writers = fifo(), burst = 0,
     skip_line = false,
   }, Stream)
   streams[self] = true
@@ -332,6 +332,14 @@ function Stream:write(data)
   if type(data) ~= "string" then
     error("coil: stream:write: data must be a string, got " .. type(data), 2)
   end
+  if self.burst >= self.high_water then
+    -- the kernel took a high-water mark's worth at once, and this task has
+    -- not waited since: a loop of writes to a fast reader yields to the
+    -- loop here (a checkpoint: other tasks run, a cancellation lands), as
+    -- it did when every write was queued
+    self.burst = 0
+    sleep(0)
+  end
   if self.write_err then return nil, self.write_err end
   if self.handle:is_closing() then return nil, EPIPE end
   if data == "" then return true end
@@ -340,7 +348,10 @@ function Stream:write(data)
     -- nothing waits to go out: the kernel may take it all at once, with no
     -- request and no callback
     local sent, err, name = handle:try_write(data)
-    if sent == #data then return true end
+    if sent == #data then
+      self.burst = self.burst + sent
+      return true
+    end
     if sent then
       data = data:sub(sent + 1)
     elseif name ~= "EAGAIN" then
