@@ -151,6 +151,7 @@ local function fill(self, what, me)
     self.handle:ref()
   end
   self.reader = me
+  self.burst = 0 -- this task waits: its writes start a new run
   local ok, err = pcall(park)
   if self.reader == me then self.reader = nil end
   if not ok then
@@ -312,6 +313,7 @@ end
 -- Parks until cond(self) holds or a write failed.
 local function wait_writes(self, cond)
   if cond(self) or self.write_err then return end
+  self.burst = 0 -- this task waits: its writes start a new run
   local me = current()
   repeat wait_in(self.writers, me) until cond(self) or self.write_err
 end
