@@ -24,6 +24,7 @@ typedef struct coil_pool {
   void *free[POOL_MAX / POOL_GRAIN + 1];
   char *next, *end;               /* the rest of the newest chunk */
   struct coil_pool_chunk *chunks; /* every chunk, freed with the runtime */
+  size_t held;                    /* bytes in chunks */
 } coil_pool;
 typedef struct coil_waitset coil_waitset;
 
