@@ -68,6 +68,27 @@ describe("the waitset internals", function()
     assert.same({ t }, done)
   end)
 
+  it("unlink every task on close, even when its list was changed", function()
+    -- the waitset keeps the list it was given and unlinks through it; a
+    -- list changed behind its back leaves tasks it no longer names: those
+    -- are found among the live tasks, so none keeps a pointer to a freed
+    -- waitset (ASan: heap-use-after-free when a task then ends)
+    local a = coil.spawn(function() coil.sleep(0.01) end)
+    local b = coil.spawn(function() coil.sleep(0.01) end)
+    local list = { a, b }
+    local ws = coil_core.waitset(list, 2)
+    list[1], list[2] = 42, b
+    coil_core.waitset_close(ws)
+    ws = nil -- luacheck: ignore 311
+    collectgarbage()
+    collectgarbage()
+    local ws2, shared = coil_core.waitset({ a, b }, 2)
+    assert.is_nil(shared) -- neither still points at the closed waitset
+    coil_core.waitset_close(ws2)
+    a:await(); b:await()
+    collectgarbage()
+  end)
+
   it("count a shared task once, and only once it is done", function()
     local t = coil.spawn(function() coil.sleep(0.01) end)
     local ws1 = coil_core.waitset({ t }, 1)

@@ -5,11 +5,14 @@
  * waitset; the Lua side watches a task already in another one with on_done
  * and core.waitset_notify. spawn.c tells a task's waitset when it is done.
  *
- * The waitset never looks at the caller's list after core.waitset returns
- * (a supervisor may refill it while the call waits): `linked` holds the
- * tasks that point at it, each slot cleared when its task ends, so closing
- * it unlinks exactly those; user value 1 anchors the waiting task (`owner`)
- * and user value 2 maps the indices of shared tasks to the tasks.
+ * The list given to core.waitset is the combinator's own copy (coil.gather
+ * and friends copy the caller's at the call: a supervisor may refill its
+ * list while the call waits), kept as user value 3: closing the waitset
+ * unlinks the tasks of that list still pointing at it. Should the list
+ * have changed all the same (core is private, but not sealed), the live
+ * tasks are searched for the rest, so no task keeps a pointer to a freed
+ * waitset. User value 1 anchors the waiting task (`owner`) and user value
+ * 2 maps the indices of shared tasks to the tasks.
  */
 #include <string.h>
 
@@ -24,11 +27,9 @@ struct coil_waitset {
   coil_task *owner;
   uint32_t n, ndone;
   uint32_t first_done, first_error, first_bad; /* 1-based; 0 = none yet */
-  uint32_t nlinked;                            /* non-NULL slots of linked */
+  uint32_t nlinked;                            /* tasks pointing here */
   int waiting; /* mode the owner waits for, or -1 */
   int closed;
-  coil_task *linked[]; /* n slots: the task at that index, while it points
-                          here */
 };
 
 static int waitset_met(const coil_waitset *ws, int mode) {
@@ -64,24 +65,40 @@ static void waitset_task_done(coil_runtime *rt, coil_waitset *ws,
 /* A linked task ended (spawn.c tells): it no longer points at ws. */
 void coil__waitset_linked_done(coil_runtime *rt, coil_task *t) {
   coil_waitset *ws = t->ws;
-  ws->linked[t->ws_index - 1] = NULL;
   ws->nlinked--;
   t->ws = NULL;
   waitset_task_done(rt, ws, t->ws_index, t->outcome);
 }
 
-/* Unlinks the tasks still pointing at ws (every one of them is alive, so
- * anchored: the pointers are good). */
-static void waitset_unlink(coil_waitset *ws) {
+static void unlink_if_here(coil_waitset *ws, coil_task *t) {
+  if (t && t->ws == ws) {
+    t->ws = NULL;
+    ws->nlinked--;
+  }
+}
+
+/* Unlinks the tasks still pointing at the waitset at idx (every one of them
+ * is alive, so anchored: the pointers are good). */
+static void waitset_unlink(lua_State *L, int idx) {
+  coil_waitset *ws = (coil_waitset *)lua_touserdata(L, idx);
   uint32_t i;
   ws->waiting = -1;
   ws->closed = 1;
-  for (i = 0; i < ws->n && ws->nlinked > 0; i++) {
-    coil_task *t = ws->linked[i];
-    if (t) {
-      t->ws = NULL;
-      ws->linked[i] = NULL;
-      ws->nlinked--;
+  if (ws->nlinked == 0) return;
+  idx = lua_absindex(L, idx);
+  lua_getiuservalue(L, idx, 3);
+  for (i = 1; i <= ws->n && ws->nlinked > 0 && lua_istable(L, -1); i++) {
+    lua_rawgeti(L, -1, i);
+    unlink_if_here(ws, coil__test_task(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if (ws->nlinked > 0) { /* the list was changed: search the live tasks */
+    coil_runtime *rt = ws->owner->rt;
+    for (i = 1; i <= (uint32_t)rt->anchored && ws->nlinked > 0; i++) {
+      lua_rawgeti(rt->keep, 1, i);
+      unlink_if_here(ws, (coil_task *)lua_touserdata(rt->keep, -1));
+      lua_pop(rt->keep, 1);
     }
   }
 }
@@ -113,15 +130,16 @@ static int l_waitset(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_settop(L, 2);
-  ws = (coil_waitset *)lua_newuserdatauv(
-      L, sizeof *ws + (size_t)n * sizeof(coil_task *), 2); /* 3 */
-  memset(ws, 0, sizeof *ws + (size_t)n * sizeof(coil_task *));
+  ws = (coil_waitset *)lua_newuserdatauv(L, sizeof *ws, 3); /* 3 */
+  memset(ws, 0, sizeof *ws);
   ws->owner = rt->current;
   ws->n = n;
   ws->waiting = -1;
   luaL_setmetatable(L, WAITSET_MT);
   coil__push_task(L, rt->current);
   lua_setiuservalue(L, 3, 1);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, 3, 3);
   lua_pushnil(L); /* 4: shared */
   for (i = 1; i <= n; i++) {
     coil_task *t;
@@ -133,7 +151,6 @@ static int l_waitset(lua_State *L) {
     } else if (!t->ws) {
       t->ws = ws;
       t->ws_index = i;
-      ws->linked[i - 1] = t;
       ws->nlinked++;
     } else {
       /* watched by another waitset already: the caller uses on_done */
@@ -221,12 +238,13 @@ static int l_waitset_state(lua_State *L) {
 
 /* core.waitset_close(ws): stop watching (also done by __gc). */
 static int l_waitset_close(lua_State *L) {
-  waitset_unlink((coil_waitset *)luaL_checkudata(L, 1, WAITSET_MT));
+  luaL_checkudata(L, 1, WAITSET_MT);
+  waitset_unlink(L, 1);
   return 0;
 }
 
 static int waitset_gc(lua_State *L) {
-  waitset_unlink((coil_waitset *)lua_touserdata(L, 1));
+  waitset_unlink(L, 1);
   return 0;
 }
 
