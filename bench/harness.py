@@ -358,6 +358,7 @@ def run_once(peer, w, n, timeout, load=None):
     if "error" not in rec:
         done = buf[rfd].split(b"\n")[1].split()
         status, rss, t_start, t_end = (int(x) for x in done[1:5])
+        cpu_us = int(done[5]) if len(done) > 5 else None
         stdout = buf[ofd]
     proc.stdout.close()
     err.seek(0)
@@ -370,6 +371,8 @@ def run_once(peer, w, n, timeout, load=None):
     if t_sig is not None:
         rec["setup"] = (t_sig - t_start) / 1e9
     rec["rss"] = rss
+    if cpu_us is not None:
+        rec["cpu"] = cpu_us / 1e6
     lines = stdout.decode(errors="replace").splitlines()
     expect = spec["expect"](n)
     if os.WIFSIGNALED(status):
@@ -502,6 +505,10 @@ def summarize(records, peers, w, n):
             vals = [r["time"] - sleep for r in good]
         row = dict(peer=p, runs=len(mine), failed=len(bad),
                    error=bad[0]["error"] if bad else None)
+        if good and w == "w5" and all("cpu" in r and r.get("requests") for r in good):
+            # the server's own CPU time per echoed message: what it costs,
+            # whether or not the load generator keeps it busy
+            row["cpu_per_req"] = statistics.median(r["cpu"] / r["requests"] for r in good)
         if good:
             row.update(median=statistics.median(vals), lo=min(vals), hi=max(vals),
                        rss=max(r["rss"] for r in good),
@@ -584,7 +591,7 @@ def workload_table(records, peers, w, n, runs, load=None, small=None):
     if w == "w4":
         cols.append("start → READY")
     if w == "w5":
-        cols.append("MiB/s each way")
+        cols += ["MiB/s each way", "server CPU / request"]
     if w == "w6":
         cols += [f"peak RSS at N = {fmt_n(small)}" if small else "peak RSS at N/10", "µs / task"]
     if hib:
@@ -603,6 +610,7 @@ def workload_table(records, peers, w, n, runs, load=None, small=None):
         elif hib:
             cells = [name, fmt_rps(r["median"]), f"{fmt_rps(r['lo'])} – {fmt_rps(r['hi'])}",
                      fmt_mib(r["rss"]), f"{r['median'] * n / 2 ** 20:.1f}",
+                     f"{r['cpu_per_req'] * 1e6:.1f} µs" if "cpu_per_req" in r else "-",
                      fmt_ratio(ratio(coil, r["median"]))]
             if r["failed"]:
                 cells[1] += f" ({r['failed']} failed)"
@@ -663,6 +671,11 @@ def target_lines(all_rows, n_by_w, small_rows=None):
                 if ref and "median" in ref:
                     out.append(target_verdict(title, "requests/s", coil["median"], ref["peer"].label,
                                               ref["median"], t, lower=False, fmt=fmt_rps))
+                    if "cpu_per_req" in coil and "cpu_per_req" in ref:
+                        mine, theirs = coil["cpu_per_req"] * 1e6, ref["cpu_per_req"] * 1e6
+                        out.append(f"  - in the server's CPU time per request (what it costs, whatever "
+                                   f"the load generator's share): coil {mine:.1f} µs, {ref['peer'].label} "
+                                   f"{theirs:.1f} µs: {ref['peer'].label} spends {theirs / mine:.2f} × coil's")
                 else:
                     out.append(f"- {title}: {name} did not run, so no ratio to it")
             continue

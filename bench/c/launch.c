@@ -57,6 +57,8 @@ int main(int argc, char **argv) {
     }
   }
   long long end = now_ns();
-  fprintf(report, "done %d %ld %lld %lld\n", status, ru.ru_maxrss, start, end);
+  long long cpu_us = (long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+                     ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+  fprintf(report, "done %d %ld %lld %lld %lld\n", status, ru.ru_maxrss, start, end, cpu_us);
   return fclose(report) != 0;
 }
