@@ -283,9 +283,16 @@ end
 
 local Guard = { __close = function(g) g.sem:release() end }
 
+-- The semaphores (and locks) made by new_semaphore, per metatable: telling
+-- one from another value is a table lookup, where check_self calls
+-- debug.getmetatable (a C call, ten times the cost, twice per permit)
+local made = {}
+
 --- Fills mt with the methods of a semaphore (what = "semaphore") or a lock
 -- (what = "lock"): the same code, each set checking its own self.
 local function semaphore_methods(mt, what)
+  local mine = setmetatable({}, { __mode = "k" })
+  made[mt] = mine
   local function name(method) return what .. ":" .. method end
   local n_acquire, n_try, n_release, n_with, n_value =
     name "acquire", name "try_acquire", name "release", name "with", name "value"
@@ -295,7 +302,7 @@ local function semaphore_methods(mt, what)
   -- @raise Cancelled if the task is cancelled while it waits (no permit is
   --   taken then)
   function mt:acquire()
-    check_self(self, mt, n_acquire)
+    if not mine[self] then check_self(self, mt, n_acquire) end
     local me = need_task(n_acquire)
     local v = self._value
     if v > 0 then
@@ -310,7 +317,7 @@ local function semaphore_methods(mt, what)
   --- Takes a permit if one is free, without waiting.
   -- @return true, or false when none is free
   function mt:try_acquire()
-    check_self(self, mt, n_try)
+    if not mine[self] then check_self(self, mt, n_try) end
     local v = self._value
     if v > 0 then
       self._value = v - 1
@@ -322,7 +329,7 @@ local function semaphore_methods(mt, what)
   --- Gives a permit back: to the first task still waiting, else to the pool.
   -- @raise if there is no permit out to give back
   function mt:release()
-    check_self(self, mt, n_release)
+    if not mine[self] then check_self(self, mt, n_release) end
     if self._value >= self._n then
       error(what == "lock"
             and "coil: lock:release() on a lock that is not held"
@@ -337,7 +344,7 @@ local function semaphore_methods(mt, what)
   -- ends (returned, raised, cancelled, closed by force).
   -- @return fn's results
   function mt:with(fn, ...)
-    check_self(self, mt, n_with)
+    if not mine[self] then check_self(self, mt, n_with) end
     local fmt = getmetatable(fn)
     if type(fn) ~= "function" and not (type(fmt) == "table" and rawget(fmt, "__call")) then
       error("coil: " .. n_with .. " expects a function, got " .. type(fn), 2)
@@ -349,7 +356,7 @@ local function semaphore_methods(mt, what)
 
   --- Free permits.
   function mt:value()
-    check_self(self, mt, n_value)
+    if not mine[self] then check_self(self, mt, n_value) end
     return self._value
   end
 end
@@ -357,6 +364,8 @@ end
 local function new_semaphore(n, mt)
   local s = setmetatable({ _value = n, _n = n, _waiters = fifo() }, mt)
   s._guard = setmetatable({ sem = s }, Guard)
+  local mine = made[mt]
+  mine[s] = true
   return s
 end
 
