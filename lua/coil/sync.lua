@@ -41,6 +41,12 @@ local function check_self(v, mt, what)
 end
 M.check_self = check_self
 
+--- A weak set of the objects a constructor made: telling one of them from
+-- another value is then a table lookup, where check_self calls
+-- debug.getmetatable (a C call, ten times the cost) — on the paths taken
+-- per message or per permit, that is most of what a method costs.
+local function object_set() return setmetatable({}, { __mode = "k" }) end
+
 -- FIFO wait lists -------------------------------------------------------
 
 --- A FIFO of parked tasks; a slot is cleared when its task gives up. A slot
@@ -99,6 +105,7 @@ M.fifo, M.wait_in, M.wake_first, M.waiting = fifo, wait_in, wake_first, waiting
 
 local Event = {}
 Event.__index = Event
+local events = object_set()
 Event.__name = "coil.event"
 
 function Event:__tostring()
@@ -108,7 +115,7 @@ end
 
 --- Sets the event: every waiter wakes; later waits return at once.
 function Event:set()
-  check_self(self, Event, "event:set")
+  if not events[self] then check_self(self, Event, "event:set") end
   if self._set then return end
   self._set = true
   local q = self._waiters
@@ -117,13 +124,13 @@ end
 
 --- Clears the event: later waits block until the next set.
 function Event:clear()
-  check_self(self, Event, "event:clear")
+  if not events[self] then check_self(self, Event, "event:clear") end
   self._set = false
 end
 
 --- @return boolean whether the event is set
 function Event:is_set()
-  check_self(self, Event, "event:is_set")
+  if not events[self] then check_self(self, Event, "event:is_set") end
   return self._set
 end
 
@@ -131,7 +138,7 @@ end
 -- @return true
 -- @raise Cancelled if the task is cancelled while it waits
 function Event:wait()
-  check_self(self, Event, "event:wait")
+  if not events[self] then check_self(self, Event, "event:wait") end
   local me = need_task "event:wait"
   if self._set then return true end
   wait_in(self._waiters, me)
@@ -144,13 +151,16 @@ function Event:_waiting() return waiting(self._waiters) end
 
 --- coil.event() -> a new event, clear.
 function M.event()
-  return setmetatable({ _set = false, _waiters = fifo() }, Event)
+  local e = setmetatable({ _set = false, _waiters = fifo() }, Event)
+  events[e] = true
+  return e
 end
 
 -- Queues ----------------------------------------------------------------
 
 local Queue = {}
 Queue.__index = Queue
+local queues = object_set()
 Queue.__name = "coil.queue"
 
 function Queue:__tostring()
@@ -194,7 +204,7 @@ end
 --   Cancelled if the task is cancelled while it waits (the item is then not
 --   in the queue)
 function Queue:put(item)
-  check_self(self, Queue, "queue:put")
+  if not queues[self] then check_self(self, Queue, "queue:put") end
   local me = need_task "queue:put"
   if item == nil then error("coil: queue:put: the item must not be nil", 2) end
   if self._closed then closed_error "put" end
@@ -211,7 +221,7 @@ end
 -- @return true, or false when the queue is full
 -- @raise "coil: try_put on a closed queue"
 function Queue:try_put(item)
-  check_self(self, Queue, "queue:try_put")
+  if not queues[self] then check_self(self, Queue, "queue:try_put") end
   if item == nil then error("coil: queue:try_put: the item must not be nil", 2) end
   if self._closed then closed_error "try_put" end
   if wake_first(self._getters, item) then return true end
@@ -226,7 +236,7 @@ end
 -- @return the item; or nil, "closed" once the queue is closed and empty
 -- @raise Cancelled if the task is cancelled while it waits (no item is lost)
 function Queue:get()
-  check_self(self, Queue, "queue:get")
+  if not queues[self] then check_self(self, Queue, "queue:get") end
   local me = need_task "queue:get"
   if self._tail >= self._head then return take(self) end
   if self._closed then return nil, "closed" end
@@ -236,7 +246,7 @@ end
 --- Takes the oldest item without waiting.
 -- @return the item; or nil, "empty"; or nil, "closed" (closed and empty)
 function Queue:try_get()
-  check_self(self, Queue, "queue:try_get")
+  if not queues[self] then check_self(self, Queue, "queue:try_get") end
   if self._tail >= self._head then return take(self) end
   return nil, self._closed and "closed" or "empty"
 end
@@ -244,20 +254,20 @@ end
 --- @return the number of items in the queue (putters still waiting with
 -- theirs not counted)
 function Queue:size()
-  check_self(self, Queue, "queue:size")
+  if not queues[self] then check_self(self, Queue, "queue:size") end
   return self._tail - self._head + 1
 end
 
 --- @return whether close was called
 function Queue:is_closed()
-  check_self(self, Queue, "queue:is_closed")
+  if not queues[self] then check_self(self, Queue, "queue:is_closed") end
   return self._closed
 end
 
 --- Closes the queue: no put succeeds any more (a waiting putter raises),
 -- gets drain what is left and then return nil, "closed". Idempotent.
 function Queue:close()
-  check_self(self, Queue, "queue:close")
+  if not queues[self] then check_self(self, Queue, "queue:close") end
   if self._closed then return end
   self._closed = true
   while wake_first(self._getters, nil, "closed") do end
@@ -273,25 +283,25 @@ function M.queue(maxsize)
     error("coil: queue: maxsize must be a non-negative integer, got "
           .. tostring(maxsize), 2)
   end
-  return setmetatable({
+  local q = setmetatable({
     _items = {}, _head = 1, _tail = 0, _max = maxsize, _closed = false,
     _getters = fifo(), _putters = fifo(),
   }, Queue)
+  queues[q] = true
+  return q
 end
 
 -- Semaphores and locks -----------------------------------------------------
 
 local Guard = { __close = function(g) g.sem:release() end }
 
--- The semaphores (and locks) made by new_semaphore, per metatable: telling
--- one from another value is a table lookup, where check_self calls
--- debug.getmetatable (a C call, ten times the cost, twice per permit)
+-- The semaphores (and locks) made by new_semaphore, per metatable
 local made = {}
 
 --- Fills mt with the methods of a semaphore (what = "semaphore") or a lock
 -- (what = "lock"): the same code, each set checking its own self.
 local function semaphore_methods(mt, what)
-  local mine = setmetatable({}, { __mode = "k" })
+  local mine = object_set()
   made[mt] = mine
   local function name(method) return what .. ":" .. method end
   local n_acquire, n_try, n_release, n_with, n_value =
